@@ -1,0 +1,49 @@
+# omni — two commands: `make demo` and `make test`. Each creates/updates .venv itself.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TOOLS := .tools
+UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
+# The CPU torch wheel: this project's machines keep it in $PIP_FIND_LINKS; elsewhere set
+# UV_TORCH_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu".
+UV_TORCH_ARGS ?= $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS),)
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-fast bench browser clean lock
+
+install: $(VENV)/.installed
+
+$(UV):
+	python3 -m venv $(TOOLS) && $(TOOLS)/bin/pip install -q uv
+
+$(VENV)/.installed: requirements.lock pyproject.toml | $(UV)
+	@test -x $(PY) || $(UV) venv -q --python python3.11 $(VENV) || $(UV) venv -q $(VENV)
+	DS_BUILD_OPS=0 $(UV) pip sync -q --python $(PY) $(UV_TORCH_ARGS) requirements.lock
+	$(UV) pip install -q --python $(PY) --no-deps -e .
+	@touch $@
+
+# Re-resolve the lock (CPU torch pinned). Commit requirements.lock afterwards.
+lock: | $(UV)
+	echo "torch==2.13.0+cpu" > /tmp/omni-torch-cpu.txt
+	$(UV) pip compile -q pyproject.toml --extra dev $(UV_TORCH_ARGS) -c /tmp/omni-torch-cpu.txt \
+	    --python-version 3.11 -o requirements.lock
+
+# Headless Chromium for the web page test (Debian packages; needs root or sudo).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+demo: install
+	$(PY) -m jobs.demo --config configs/tiny.yaml
+
+test: install browser
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+bench: install
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf outputs .pytest_cache

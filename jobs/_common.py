@@ -1,0 +1,141 @@
+"""What every job shares: CLI parsing, one-line errors, Ray and MLflow connections.
+
+Each ``jobs/X.py`` is ``python -m jobs.X --config CFG [key=value ...]`` and works the same
+under ``ray job submit --working-dir . -- python -m jobs.X ...`` (``RAY_ADDRESS`` set).
+"""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import urllib.parse
+from pathlib import Path
+from typing import Callable
+
+from omni.config import Config, ConfigError, load_config
+
+
+class JobError(RuntimeError):
+    """An error meant for the user: printed as one line, exit status 2."""
+
+
+def run_main(fn: Callable[[], int | None]) -> None:
+    """Run a job's main; user-facing errors become one line on stderr and exit 2."""
+    try:
+        rc = fn()
+    except (ConfigError, JobError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(rc or 0)
+
+
+def parse_args(argv: list[str], usage: str, flags: dict[str, bool | str | None] | None = None):
+    """Minimal, predictable parser: ``--config PATH``, the job's own ``--flag[=value]``s, and
+    dotted ``key=value`` overrides. Returns (config_path, overrides, flags)."""
+    flags = dict(flags or {})
+    cfg_path = None
+    overrides: list[str] = []
+    it = iter(argv)
+    for a in it:
+        if a in ("-h", "--help"):
+            print(usage)
+            sys.exit(0)
+        if a == "--config":
+            cfg_path = next(it, None)
+            if cfg_path is None:
+                raise JobError("--config needs a path, e.g. --config configs/tiny.yaml")
+        elif a.startswith("--config="):
+            cfg_path = a.split("=", 1)[1]
+        elif a.startswith("--"):
+            name, _, val = a[2:].partition("=")
+            key = name.replace("-", "_")
+            if key not in flags:
+                known = " ".join("--" + k.replace("_", "-") for k in flags) or "none"
+                raise JobError(f"unknown option {a!r} (options: --config {known})")
+            if isinstance(flags[key], bool):
+                flags[key] = True
+            else:
+                flags[key] = val if val else next(it, None)
+                if flags[key] is None:
+                    raise JobError(f"option --{name} needs a value")
+        elif "=" in a:
+            overrides.append(a)
+        else:
+            raise JobError(f"unexpected argument {a!r}: overrides look like section.key=value")
+    if cfg_path is None:
+        raise JobError("missing --config (try --config configs/tiny.yaml)")
+    return cfg_path, overrides, flags
+
+
+def load(cfg_path: str, overrides: list[str]) -> Config:
+    return load_config(cfg_path, overrides)
+
+
+# ------------------------------------------------------------------------------ Ray
+def init_ray(num_cpus: int | None = None) -> None:
+    """Connect to ``RAY_ADDRESS`` when set (clear error when unreachable), else start locally."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
+    addr = os.environ.get("RAY_ADDRESS")
+    if addr and addr != "auto":
+        _check_reachable(addr, "RAY_ADDRESS", "start one with `ray start --head` or unset RAY_ADDRESS")
+    if not addr:
+        # A local instance; say explicitly that we want no auth token for it (Ray >= 2.59 turns
+        # token auth on by default for local clusters, which then leaks into a later `ray start`).
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    try:
+        ray.init(address=addr or None, num_cpus=None if addr else num_cpus, log_to_driver=True,
+                 include_dashboard=bool(addr) or None, ignore_reinit_error=True,
+                 runtime_env={"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}} if not addr else None)
+    except ConnectionError as e:
+        raise JobError(f"cannot connect to Ray at RAY_ADDRESS={addr}: {e}") from None
+
+
+def _check_reachable(addr: str, var: str, fix: str) -> None:
+    u = urllib.parse.urlparse(addr if "://" in addr else f"tcp://{addr}")
+    host, port = u.hostname, u.port
+    if not host or not port:
+        return
+    try:
+        with socket.create_connection((host, port), timeout=3):
+            pass
+    except OSError:
+        raise JobError(f"{var}={addr} is not reachable ({host}:{port} refused or timed out): {fix}") from None
+
+
+# --------------------------------------------------------------------------- MLflow
+def mlflow_uri(cfg: Config) -> str:
+    """$MLFLOW_TRACKING_URI, else config, else a sqlite file beside the outputs."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.mlflow.tracking_uri
+    if not uri:
+        db = Path(cfg.mlflow.artifact_dir).resolve().parent / "mlflow.db"
+        db.parent.mkdir(parents=True, exist_ok=True)
+        uri = f"sqlite:///{db}"
+    return uri
+
+
+def setup_mlflow(cfg: Config) -> str:
+    """Point MLflow at the tracking store, check it answers, make sure the experiment exists.
+    Returns the experiment id."""
+    import mlflow
+
+    uri = mlflow_uri(cfg)
+    if uri.startswith(("http://", "https://")):
+        _check_reachable(uri, "MLFLOW_TRACKING_URI", "start `mlflow server` or unset MLFLOW_TRACKING_URI "
+                                                     "to use the local sqlite store")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    mlflow.set_tracking_uri(uri)
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name(cfg.mlflow.experiment)
+    if exp is not None:
+        return exp.experiment_id
+    art = Path(cfg.mlflow.artifact_dir).resolve()
+    art.mkdir(parents=True, exist_ok=True)
+    return client.create_experiment(cfg.mlflow.experiment,
+                                    artifact_location=None if uri.startswith("http") else art.as_uri())

@@ -1,0 +1,379 @@
+"""Typed configuration for every omni entry point.
+
+One YAML file (see ``configs/tiny.yaml``) validated into :class:`Config`; every entry point
+accepts dotted overrides after it::
+
+    python -m jobs.train --config configs/tiny.yaml --stage align train.lr=3e-4 \
+        stages.full_duplex_3.max_steps=50
+
+An unknown key or a bad value raises :class:`ConfigError` with one line naming the key and
+what is allowed. The resolved config is saved next to every output (``save_resolved``) and
+logged to MLflow as flattened params (``flatten_params``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+STAGES = ("align", "half_duplex", "full_duplex_3", "full_duplex_2")
+EMOTIONS = ("neutral", "happy", "sad", "angry", "surprised", "fearful", "disgusted")
+PITCHES = ("high", "normal", "low")
+SPEEDS = ("fast", "normal", "slow")
+
+
+class ConfigError(ValueError):
+    """A config problem, phrased for the user (one line: what and how to fix)."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------- data
+class SourceConfig(_Section):
+    kind: Literal["synthetic", "manifest", "librispeech", "dailytalk", "stereo_dialogue"] = "synthetic"
+    """Which reader produces the records."""
+    name: str = "synthetic"
+    """Name used in the manifest, MLflow and for mixing weights."""
+    path: str | None = None
+    """Input folder or manifest file (not used by ``synthetic``)."""
+    weight: float = Field(1.0, gt=0)
+    """Sampling weight when training mixes sources (OmniChat's alpha)."""
+    num_dialogues: int | None = Field(None, ge=1)
+    """``synthetic`` only: how many dialogues to generate (default ``synth.num_dialogues``)."""
+
+
+class DataConfig(_Section):
+    output_dir: str = "outputs/tiny/data"
+    """Where ``jobs.prepare_data`` writes ``shards/``, ``manifest.json``, ``rejects.jsonl``, tokenizers."""
+    sources: list[SourceConfig] = Field(default_factory=lambda: [SourceConfig()])
+    heldout_fraction: float = Field(0.1, ge=0, lt=1)
+    """Fraction of records (by stable hash of the key) that go to the ``heldout`` split."""
+    shard_max_samples: int = Field(64, ge=1)
+    """Target records per shard."""
+    min_duration_s: float = Field(0.2, gt=0)
+    max_duration_s: float = Field(120.0, gt=0)
+    max_clip_fraction: float = Field(0.01, ge=0, le=1)
+    """Rows whose fraction of samples at |x| >= 0.999 exceeds this are rejected."""
+    tokenize_actors: int = Field(1, ge=1)
+    """Size of the Ray Data actor pool that runs the speech/text tokenizers."""
+    synth_parallelism: int = Field(2, ge=1)
+    """Concurrent synthesis tasks (each one espeak-ng engine)."""
+    shuffle_buffer: int = Field(64, ge=1)
+    """Training reader's shuffle buffer, in records."""
+
+
+# ---------------------------------------------------------------------- synthesis
+class SynthConfig(_Section):
+    num_dialogues: int = Field(32, ge=1)
+    seed: int = 0
+    min_turns: int = Field(2, ge=2, le=8)
+    max_turns: int = Field(4, ge=2, le=8)
+    scenarios: list[Literal["chitchat", "emotion", "event", "music"]] = Field(
+        default_factory=lambda: ["chitchat", "emotion", "event", "music"])
+    writer: Literal["template", "openai"] = "template"
+    """``template``: seeded templates (no network). ``openai``: any OpenAI-compatible chat endpoint."""
+    llm_base_url: str | None = None
+    llm_model: str | None = None
+    tts: Literal["espeak", "openai"] = "espeak"
+    tts_base_url: str | None = None
+    pause_mean_s: float = 0.4
+    pause_std_s: float = 0.2
+    interrupt_prob: float = Field(0.2, ge=0, le=1)
+    backchannel_prob: float = Field(0.2, ge=0, le=1)
+    noise_snr_db: tuple[float, float] = (15.0, 30.0)
+    """Background noise in the user channel: SNR range drawn uniformly."""
+    scene_snr_db: tuple[float, float] = (5.0, 15.0)
+    """Events / music beds relative to speech."""
+    noise_dir: str | None = None
+    events_dir: str | None = None
+    music_dir: str | None = None
+    qc_max_wer: float | None = None
+    """Keep a dialogue only when every turn's ASR WER <= this (ShareChatX: 0.05). None = no ASR QC."""
+    qc_asr_path: str | None = None
+
+    @model_validator(mode="after")
+    def _turns(self):
+        if self.min_turns > self.max_turns:
+            raise ValueError(f"synth.min_turns ({self.min_turns}) > synth.max_turns ({self.max_turns})")
+        return self
+
+
+# ---------------------------------------------------------------------- tokenizer
+class TokenizerConfig(_Section):
+    speech: Literal["mel_kmeans", "s3", "mimi"] = "mel_kmeans"
+    speech_path: str | None = None
+    """Local folder of a real speech tokenizer (s3 / mimi). Never downloaded."""
+    num_units: int = Field(256, ge=2)
+    """Codebook size of the built-in mel + k-means tokenizer."""
+    frame_rate_hz: float = 25.0
+    fit_max_frames: int = Field(100_000, ge=100)
+    """Frames sampled (seeded) from the data for the k-means fit."""
+    text: Literal["bpe", "pretrained"] = "bpe"
+    text_path: str | None = None
+    """Backbone tokenizer folder when ``text: pretrained``."""
+    text_vocab_size: int = Field(512, ge=64)
+    seed: int = 0
+
+
+# -------------------------------------------------------------------------- model
+class ModelConfig(_Section):
+    backbone: Literal["tiny_qwen2", "pretrained"] = "tiny_qwen2"
+    path: str | None = None
+    """Local folder of pretrained weights (``backbone: pretrained``)."""
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    intermediate_size: int = 128
+    max_position_embeddings: int = 4096
+    lora: bool = False
+    lora_rank: int = 8
+    lora_alpha: int = 16
+    lora_targets: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _path(self):
+        if self.backbone == "pretrained" and not self.path:
+            raise ValueError("model.path is required when model.backbone is 'pretrained'")
+        return self
+
+
+# -------------------------------------------------------------------------- train
+class TrainConfig(_Section):
+    num_workers: int = Field(2, ge=1)
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1, gt=0)
+    zero_stage: int = Field(2, ge=0, le=3)
+    offload_optimizer: bool = False
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    seq_len: int = Field(512, ge=16)
+    micro_batch_size: int = Field(2, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = 0.0
+    warmup_steps: int = Field(2, ge=0)
+    grad_clip: float = 1.0
+    max_steps: int = Field(10, ge=1)
+    log_every: int = Field(1, ge=1)
+    checkpoint_every: int = Field(0, ge=0)
+    """0 = only at the end of the stage."""
+    keep_checkpoints: int = Field(2, ge=1)
+    max_failures: int = Field(0, ge=-1)
+    storage_path: str = "outputs/tiny/ray_results"
+    output_dir: str = "outputs/tiny/checkpoints"
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _device(self):
+        if self.precision == "fp16" and not self.use_gpu:
+            raise ValueError("train.precision=fp16 needs a GPU (train.use_gpu=true); use fp32 or bf16 on CPU")
+        if self.offload_optimizer and self.zero_stage == 0:
+            raise ValueError("train.offload_optimizer needs train.zero_stage >= 1")
+        return self
+
+
+class StageConfig(_Section):
+    enabled: bool = True
+    max_steps: int | None = Field(None, ge=1)
+    lr: float | None = Field(None, gt=0)
+    text_chunk: int = Field(2, ge=1)
+    """Assistant text tokens per chunk (full_duplex_3)."""
+    speech_chunk: int = Field(10, ge=1)
+    """Speech units per chunk per stream (full_duplex_*)."""
+    lora: bool | None = None
+    """Override model.lora for this stage."""
+    user_text_loss: bool = False
+    """half_duplex: also train on the user's text (auxiliary ASR signal)."""
+
+
+class StagesConfig(_Section):
+    align: StageConfig = Field(default_factory=StageConfig)
+    half_duplex: StageConfig = Field(default_factory=StageConfig)
+    full_duplex_3: StageConfig = Field(default_factory=StageConfig)
+    full_duplex_2: StageConfig = Field(default_factory=StageConfig)
+
+    def get(self, name: str) -> StageConfig:
+        if name not in STAGES:
+            raise ConfigError(f"unknown stage {name!r}: choose one of {', '.join(STAGES)}")
+        return getattr(self, name)
+
+
+# --------------------------------------------------------------------- eval/serve
+class EvalConfig(_Section):
+    max_samples: int = Field(16, ge=1)
+    max_new_tokens: int = Field(64, ge=1)
+    duplex_conversations: int = Field(2, ge=0)
+    output_dir: str = "outputs/tiny/eval"
+
+
+class ServeConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    model: str | None = None
+    """Export folder or ``models:/NAME@ALIAS``; None = the curriculum's latest export."""
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(1, ge=1)
+    target_ongoing_requests: float = Field(4, gt=0)
+    num_cpus: float = Field(1, gt=0)
+    max_sessions_per_replica: int = Field(8, ge=1)
+    max_session_s: float = Field(600, gt=0)
+    idle_timeout_s: float = Field(30, gt=0)
+    max_frame_bytes: int = Field(64_000, ge=2)
+    temperature: float = Field(0.0, ge=0)
+    top_k: int = Field(0, ge=0)
+    kv_window: int = Field(2048, ge=64)
+    """Tokens kept in the rolling context (prefix + recent chunks)."""
+
+
+class MlflowConfig(_Section):
+    tracking_uri: str | None = None
+    """None = ``sqlite:///<outputs>/mlflow.db`` (or $MLFLOW_TRACKING_URI when set)."""
+    artifact_dir: str = "outputs/mlruns"
+    experiment: str = "omni"
+    registered_model: str = "omni-duplex"
+    alias: str = "candidate"
+
+
+class Config(_Section):
+    name: str = "tiny"
+    """Run name: curriculum runs, checkpoints and exports are keyed by it."""
+    data: DataConfig = Field(default_factory=DataConfig)
+    synth: SynthConfig = Field(default_factory=SynthConfig)
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    stages: StagesConfig = Field(default_factory=StagesConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+
+    def stage_train(self, stage: str) -> tuple["TrainConfig", StageConfig]:
+        """Train settings with the stage's overrides applied."""
+        st = self.stages.get(stage)
+        tr = self.train.model_copy(update={k: v for k, v in
+                                           {"max_steps": st.max_steps, "lr": st.lr}.items() if v is not None})
+        return tr, st
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------ loading
+def _parse_value(text: str) -> Any:
+    return yaml.safe_load(text) if text != "" else ""
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for p in parts[:-1]:
+        if isinstance(node, list):
+            try:
+                node = node[int(p)]
+            except (ValueError, IndexError):
+                raise ConfigError(f"override {dotted!r}: {p!r} is not a valid index") from None
+            continue
+        node = node.setdefault(p, {})
+        if not isinstance(node, (dict, list)):
+            raise ConfigError(f"override {dotted!r}: {p!r} is not a section")
+    last = parts[-1]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def _describe(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if p not in ("function-after",))
+        if e["type"] == "extra_forbidden":
+            section = loc.rsplit(".", 1)[0] if "." in loc else ""
+            lines.append(f"unknown key {loc!r}" + (f" in section {section!r}" if section else ""))
+        elif e["type"] == "literal_error":
+            lines.append(f"{loc}: {e['msg'].replace('Input should be', 'must be')} (got {e['input']!r})")
+        else:
+            lines.append(f"{loc}: {e['msg']} (got {e.get('input')!r})" if loc else e["msg"])
+    return "; ".join(lines)
+
+
+def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys += _known_keys(ann, f"{prefix}{name}.")
+        else:
+            keys.append(prefix + name)
+    return keys
+
+
+def build_config(tree: dict) -> Config:
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as e:
+        msg = _describe(e)
+        if "unknown key" in msg:
+            import difflib
+            bad = [x["loc"] for x in e.errors() if x["type"] == "extra_forbidden"]
+            hints = []
+            for loc in bad:
+                dotted = ".".join(str(p) for p in loc)
+                close = difflib.get_close_matches(dotted, _known_keys(Config), n=1)
+                if close:
+                    hints.append(f"did you mean {close[0]!r}?")
+            if hints:
+                msg += " (" + " ".join(hints) + ")"
+        raise ConfigError(f"invalid config: {msg}") from None
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read YAML at ``path`` (None = all defaults), apply ``key=value`` overrides, validate."""
+    tree: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p} (try configs/tiny.yaml)")
+        try:
+            tree = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"config file {p} must hold a mapping at top level")
+    for ov in overrides:
+        if "=" not in ov:
+            raise ConfigError(f"override {ov!r} must look like section.key=value")
+        key, val = ov.split("=", 1)
+        _set_dotted(tree, key.strip(), _parse_value(val))
+    return build_config(tree)
+
+
+def save_resolved(cfg: Config, folder: str | os.PathLike) -> Path:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / "config.resolved.yaml"
+    out.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    return out
+
+
+def flatten_params(cfg: Config) -> dict[str, str]:
+    """Resolved config as ``{"train.lr": "0.001", ...}`` for MLflow params."""
+    out: dict[str, str] = {}
+
+    def walk(prefix: str, node: Any):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(f"{prefix}.{k}" if prefix else k, v)
+        else:
+            out[prefix] = json.dumps(node) if isinstance(node, (list, tuple)) else str(node)
+
+    walk("", cfg.model_dump(mode="json"))
+    return out

@@ -1,0 +1,327 @@
+"""One curriculum stage as a plain loop: shards → flatten(stage) → pack → DeepSpeed steps.
+
+``train_loop(args, ctx)`` runs the same way inside a Ray Train worker (``jobs/train.py``
+supplies rank, world size, ``report`` and the checkpoint to resume from) and in a bare
+process (tests: ``LoopContext()``, one rank, reports collected in a list).
+
+Steps of the loop:
+  1. distributed set-up (reuse the process group Ray Train made; gloo on CPU)
+  2. vocabulary from the data's tokenizers; model from config or the previous stage's export
+  3. DeepSpeed engine: ZeRO stage, clipping, accumulation, bf16 — torch AdamW + warmup/cosine
+  4. resume: engine checkpoint + loop state (step, RNG) when a checkpoint is given
+  5. loop: micro-batches of packed rows; per-stream losses; metrics every ``log_every``
+  6. checkpoint every ``checkpoint_every`` steps and at the end (all ranks, via ``report``)
+  7. held-out loss per stream; rank 0 exports safetensors + vocab + tokenizers + config
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from omni.config import Config
+from omni.packing import model_inputs
+
+STREAM_NAMES = {1: "user_speech", 2: "user_text", 3: "assistant_text", 4: "assistant_speech"}
+
+
+@dataclass
+class LoopContext:
+    rank: int = 0
+    world_size: int = 1
+    report: Callable[[dict, str | None], None] | None = None
+    """``report(metrics, checkpoint_dir_or_None)``: called by every rank at log/checkpoint steps."""
+    resume_dir: str | None = None
+    log: list = field(default_factory=list)
+
+
+def deepspeed_config(cfg: Config, stage: str) -> dict:
+    tr, _ = cfg.stage_train(stage)
+    zero = {"stage": tr.zero_stage}
+    if tr.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": tr.use_gpu}
+    return {
+        "train_micro_batch_size_per_gpu": tr.micro_batch_size,
+        "gradient_accumulation_steps": tr.grad_accum,
+        "gradient_clipping": tr.grad_clip,
+        "zero_optimization": zero,
+        "bf16": {"enabled": tr.precision == "bf16"},
+        "fp16": {"enabled": tr.precision == "fp16"},
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 10 ** 9,
+        "wall_clock_breakdown": False,
+    }
+
+
+def lr_lambda(warmup: int, total: int, floor: float = 0.1) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        p = (step - warmup) / max(1, total - warmup)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
+    return f
+
+
+def load_assets(cfg: Config):
+    """Vocab and tokenizers of the prepared data set."""
+    from omni.speech_tokenizer import load_speech_tokenizer
+    from omni.text_tokenizer import TextTokenizer
+    from omni.vocab import Vocab
+
+    tok_dir = Path(cfg.data.output_dir) / "tokenizers"
+    if not (tok_dir / "text").exists():
+        raise FileNotFoundError(f"no tokenizers in {tok_dir}: run `python -m jobs.prepare_data --config CFG` first")
+    speech = load_speech_tokenizer(tok_dir / "speech")
+    text = TextTokenizer.load(tok_dir / "text")
+    return Vocab(text_size=text.vocab_size, num_units=speech.num_units), text, speech, tok_dir / "speech"
+
+
+def stage_examples(cfg: Config, stage: str, vocab, speech, records: Iterator[dict]) -> Iterator:
+    """Records → flattened examples of this stage (records that can't form one are skipped)."""
+    from omni.formats import Dialogue, flatten
+
+    st = cfg.stages.get(stage)
+    for rec in records:
+        d = Dialogue.from_record(rec, frame_rate_hz=speech.frame_rate_hz, silence_unit=speech.silence_unit)
+        try:
+            yield from flatten(stage, d, vocab, st)
+        except ValueError:
+            continue
+
+
+def packed_batches(examples: Iterator, seq_len: int, micro_batch: int, pad_id: int,
+                   pool: int = 32) -> Iterator[dict]:
+    """Pack a pool of examples at a time; yield collated micro-batches of ``micro_batch`` rows."""
+    from omni.packing import collate, pack_examples
+
+    pending: list = []
+    rows: list = []
+    for ex in examples:
+        pending.append(ex)
+        if len(pending) >= pool:
+            rows += pack_examples(pending, seq_len, pad_id)
+            pending = []
+        while len(rows) >= micro_batch:
+            yield collate(rows[:micro_batch])
+            rows = rows[micro_batch:]
+    if pending:
+        rows += pack_examples(pending, seq_len, pad_id)
+    while rows:
+        yield collate(rows[:micro_batch])
+        rows = rows[micro_batch:]
+
+
+def stream_losses(logits: torch.Tensor, labels: torch.Tensor, stream: torch.Tensor):
+    """Mean CE over loss tokens, plus sums/counts per stream for logging."""
+    ce = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                           ignore_index=-100, reduction="none")
+    mask = labels.reshape(-1) != -100
+    total = ce.sum() / mask.sum().clamp(min=1)
+    per = {}
+    flat_stream = stream.reshape(-1)
+    for code, name in STREAM_NAMES.items():
+        m = mask & (flat_stream == code)
+        if m.any():
+            per[name] = (ce[m].sum().item(), int(m.sum().item()))
+    return total, per
+
+
+def _ensure_dist(ctx: LoopContext) -> None:
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        if "MASTER_PORT" not in os.environ:
+            import socket
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                os.environ["MASTER_PORT"] = str(s.getsockname()[1])
+        dist.init_process_group("gloo", rank=ctx.rank, world_size=ctx.world_size)
+    os.environ.setdefault("RANK", str(ctx.rank))
+    os.environ.setdefault("WORLD_SIZE", str(ctx.world_size))
+    os.environ.setdefault("LOCAL_RANK", "0")
+
+
+def heldout_loss(engine, cfg: Config, stage: str, vocab, speech, max_batches: int = 4) -> dict:
+    from data_prep.reader import ShardStream
+
+    try:
+        recs = ShardStream(cfg.data.output_dir, "heldout", seed=0, shuffle_buffer=1, loop=False)
+    except ValueError:
+        return {}
+    sums: dict[str, list] = {}
+    tot = [0.0, 0]
+    engine.eval()
+    with torch.no_grad():
+        for i, b in enumerate(packed_batches(stage_examples(cfg, stage, vocab, speech, iter(recs)),
+                                             cfg.train.seq_len, cfg.train.micro_batch_size, vocab.special("pad"))):
+            if i >= max_batches:
+                break
+            out = engine(**model_inputs(b))
+            loss, per = stream_losses(out.logits, b["labels"], b["stream"])
+            n = int((b["labels"] != -100).sum())
+            tot[0] += loss.item() * n
+            tot[1] += n
+            for k, (s, c) in per.items():
+                acc = sums.setdefault(k, [0.0, 0])
+                acc[0] += s
+                acc[1] += c
+    engine.train()
+    out = {f"heldout_loss_{k}": s / c for k, (s, c) in sums.items()}
+    if tot[1]:
+        out["heldout_loss"] = tot[0] / tot[1]
+    return out
+
+
+def train_loop(args: dict, ctx: LoopContext | None = None) -> dict:
+    """``args``: {"config": resolved config dict, "stage": name, "init_from": export dir or None,
+    "export_dir": where to export, "mlflow": {"uri", "run_id"} or None}. Returns final metrics."""
+    import deepspeed
+
+    from data_prep.reader import ShardStream
+    from omni.model import build_model, flops_per_token, save_export
+
+    ctx = ctx or LoopContext()
+    cfg = Config.model_validate(args["config"])
+    stage = args["stage"]
+    tr, st = cfg.stage_train(stage)
+    torch.manual_seed(tr.seed + ctx.rank)
+    random.seed(tr.seed + ctx.rank)
+    np.random.seed(tr.seed + ctx.rank)
+    torch.set_num_threads(max(1, int(tr.cpus_per_worker)))
+
+    # 1-2. distributed, vocab, model
+    _ensure_dist(ctx)
+    vocab, text_tok, speech, speech_dir = load_assets(cfg)
+    mcfg = cfg.model.model_copy(update={"lora": st.lora if st.lora is not None else cfg.model.lora})
+    if args.get("init_from"):
+        mcfg = mcfg.model_copy(update={"backbone": "pretrained", "path": args["init_from"]})
+    model = build_model(mcfg, vocab)
+    fpt = flops_per_token(model, tr.seq_len)
+
+    # 3. engine
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=tr.lr, weight_decay=tr.weight_decay, betas=(0.9, 0.95))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(tr.warmup_steps, tr.max_steps))
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=opt, lr_scheduler=sched,
+                                           config=deepspeed_config(cfg, stage))
+
+    # 4. resume
+    step = 0
+    if ctx.resume_dir:
+        engine.load_checkpoint(ctx.resume_dir, tag="ckpt")
+        state = json.loads((Path(ctx.resume_dir) / f"loop_state_rank{ctx.rank}.json").read_text())
+        step = state["step"]
+        random.setstate(tuple(state["py_rng"][:1]) + (tuple(state["py_rng"][1]),) + tuple(state["py_rng"][2:]))
+        torch.manual_seed(tr.seed + ctx.rank + step)
+
+    # 5. data stream (a resumed run re-seeds by step: no batch is repeated exactly)
+    records = ShardStream(cfg.data.output_dir, "train", ctx.rank, ctx.world_size, seed=tr.seed + step,
+                          shuffle_buffer=cfg.data.shuffle_buffer)
+    batches = packed_batches(stage_examples(cfg, stage, vocab, speech, iter(records)), tr.seq_len,
+                             tr.micro_batch_size, vocab.special("pad"))
+    mlf = _MlflowLogger(args.get("mlflow")) if ctx.rank == 0 else None
+    t_last, tok_since, pad_since, rows_since = time.time(), 0, 0, 0
+    agg: dict[str, list] = {}
+    metrics: dict = {}
+    while step < tr.max_steps:
+        for _ in range(tr.grad_accum):
+            b = next(batches)
+            out = engine(**model_inputs(b))
+            loss, per = stream_losses(out.logits, b["labels"], b["stream"])
+            engine.backward(loss)
+            engine.step()
+            real = int((b["input_ids"] != vocab.special("pad")).sum())
+            tok_since += real
+            pad_since += b["input_ids"].numel() - real
+            rows_since += b["input_ids"].numel()
+            for k, (s, c) in per.items():
+                acc = agg.setdefault(k, [0.0, 0])
+                acc[0] += s
+                acc[1] += c
+        step += 1
+        ckpt_now = step == tr.max_steps or (tr.checkpoint_every and step % tr.checkpoint_every == 0)
+        if step % tr.log_every == 0 or ckpt_now:
+            dt = max(time.time() - t_last, 1e-9)
+            metrics = {"step": step, "loss": loss.item(), "lr": sched.get_last_lr()[0],
+                       "grad_norm": float(engine.get_global_grad_norm() or 0.0),
+                       "tokens_per_s": tok_since * ctx.world_size / dt,
+                       "padding_fraction": pad_since / max(rows_since, 1),
+                       "achieved_tflops": fpt * tok_since * ctx.world_size / dt / 1e12}
+            peak = float(os.environ.get("OMNI_PEAK_TFLOPS", "0") or 0)
+            if peak:
+                metrics["mfu"] = metrics["achieved_tflops"] / (peak * ctx.world_size)
+            metrics.update({f"loss_{k}": s / max(c, 1) for k, (s, c) in agg.items()})
+            t_last, tok_since, pad_since, rows_since, agg = time.time(), 0, 0, 0, {}
+        if ckpt_now:
+            if step == tr.max_steps:
+                metrics.update(heldout_loss(engine, cfg, stage, vocab, speech))
+            # 6. checkpoint: every rank writes its part, report() hands it to Ray
+            with tempfile.TemporaryDirectory(prefix=f"ckpt-{stage}-") as d:
+                engine.save_checkpoint(d, tag="ckpt")
+                st_rng = random.getstate()
+                (Path(d) / f"loop_state_rank{ctx.rank}.json").write_text(json.dumps(
+                    {"step": step, "stage": stage, "py_rng": [st_rng[0], list(st_rng[1]), st_rng[2]],
+                     "records_seen": records.position["records"]}))
+                _report(ctx, metrics, d, mlf)
+        elif step % tr.log_every == 0:
+            _report(ctx, metrics, None, mlf)
+
+    # 7. export (ZeRO-3 gathers the shards onto every rank first)
+    export_dir = args.get("export_dir")
+    if export_dir:
+        _export(engine, cfg, vocab, text_tok, speech_dir, export_dir, ctx, stage, metrics, tr.zero_stage)
+    if ctx.world_size > 1:
+        torch.distributed.barrier()
+    return metrics
+
+
+def _report(ctx: LoopContext, metrics: dict, ckpt_dir: str | None, mlf) -> None:
+    ctx.log.append(dict(metrics))
+    if mlf is not None:
+        mlf.log(metrics)
+    if ctx.report is not None:
+        ctx.report(metrics, ckpt_dir)
+
+
+def _export(engine, cfg, vocab, text_tok, speech_dir, export_dir, ctx, stage, metrics, zero_stage) -> None:
+    from omni.model import save_export
+
+    module = engine.module
+    if zero_stage == 3:
+        import deepspeed
+        with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None):
+            if ctx.rank == 0:
+                save_export(export_dir, module, vocab, text_tok, speech_dir, cfg,
+                            {"stage": stage, "final_metrics": metrics})
+    elif ctx.rank == 0:
+        save_export(export_dir, module, vocab, text_tok, speech_dir, cfg, {"stage": stage, "final_metrics": metrics})
+
+
+class _MlflowLogger:
+    """Rank-0 metric logging to an existing MLflow run (Ray Train V2 has no MLflow callback)."""
+
+    def __init__(self, spec: dict | None):
+        self.client = None
+        if spec and spec.get("run_id"):
+            from mlflow import MlflowClient
+            self.client, self.run_id = MlflowClient(spec["uri"]), spec["run_id"]
+
+    def log(self, metrics: dict) -> None:
+        if self.client is None:
+            return
+        from mlflow.entities import Metric
+        ts = int(time.time() * 1000)
+        step = int(metrics["step"])
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), ts, step) for k, v in metrics.items()
+                                                    if k != "step" and isinstance(v, (int, float))
+                                                    and math.isfinite(float(v))])
