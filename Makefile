@@ -19,7 +19,7 @@ $(UV):
 $(VENV)/.installed: requirements.lock pyproject.toml | $(UV)
 	@test -x $(PY) || $(UV) venv -q --python python3.11 $(VENV) || $(UV) venv -q $(VENV)
 	DS_BUILD_OPS=0 $(UV) pip sync -q --python $(PY) $(UV_TORCH_ARGS) requirements.lock
-	$(UV) pip install -q --python $(PY) --no-deps -e .
+	$(UV) pip install -q --python $(PY) --no-deps -e . s3tokenizer==0.3.0
 	@touch $@
 
 # Re-resolve the lock (CPU torch pinned). Commit requirements.lock afterwards.
