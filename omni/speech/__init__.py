@@ -1,0 +1,1 @@
+"""Speech tokenizers; import them from :mod:`omni.speech_tokenizer`."""
