@@ -11,6 +11,9 @@ SAMPLE_RATE_HZ = 16000
 def validate_record(rec: dict, cfg: DataConfig) -> str | None:
     meta = rec.get("meta") or {}
     turns = meta.get("turns") or []
+    qc = meta.get("qc")
+    if isinstance(qc, dict) and qc.get("passed") is False:
+        return "qc: " + "; ".join(map(str, qc.get("reasons") or ["failed"]))
     if not turns:
         return "no turns"
     user, asst = rec.get("user"), rec.get("assistant")

@@ -12,7 +12,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Callable
 
-from omni.config import Config, ConfigError, load_config
+from omni.config import Config, ConfigError, load_config, resolve_paths
 
 
 class JobError(RuntimeError):
@@ -71,7 +71,8 @@ def parse_args(argv: list[str], usage: str, flags: dict[str, bool | str | None] 
 
 
 def load(cfg_path: str, overrides: list[str]) -> Config:
-    return load_config(cfg_path, overrides)
+    """Validated config with every local path made absolute (workers run elsewhere)."""
+    return resolve_paths(load_config(cfg_path, overrides))
 
 
 # ------------------------------------------------------------------------------ Ray

@@ -356,6 +356,33 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str
     return build_config(tree)
 
 
+_PATH_FIELDS = ("data.output_dir", "train.output_dir", "train.storage_path", "eval.output_dir",
+                "mlflow.artifact_dir", "tokenizer.speech_path", "tokenizer.text_path", "model.path",
+                "synth.noise_dir", "synth.events_dir", "synth.music_dir", "synth.qc_asr_path")
+
+
+def resolve_paths(cfg: Config, base: str | os.PathLike | None = None) -> Config:
+    """Copy of ``cfg`` with every local path made absolute (against ``base``, default the cwd),
+    so Ray workers, whose working directory differs, see the same files. URIs (``s3://``,
+    ``models:/``) are left alone."""
+    base = Path(base or os.getcwd())
+    tree = cfg.model_dump(mode="json")
+
+    def fix(v):
+        if not v or "://" in v or v.startswith("models:/"):
+            return v
+        return str((base / v).resolve()) if not os.path.isabs(v) else v
+
+    for dotted in _PATH_FIELDS:
+        sec, key = dotted.split(".")
+        tree[sec][key] = fix(tree[sec][key])
+    for src in tree["data"]["sources"]:
+        src["path"] = fix(src["path"])
+    if tree["serve"]["model"]:
+        tree["serve"]["model"] = fix(tree["serve"]["model"])
+    return Config.model_validate(tree)
+
+
 def save_resolved(cfg: Config, folder: str | os.PathLike) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

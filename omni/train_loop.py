@@ -91,30 +91,34 @@ def stage_examples(cfg: Config, stage: str, vocab, speech, records: Iterator[dic
 
     st = cfg.stages.get(stage)
     for rec in records:
-        d = Dialogue.from_record(rec, frame_rate_hz=speech.frame_rate_hz, silence_unit=speech.silence_unit)
         try:
-            yield from flatten(stage, d, vocab, st)
-        except ValueError:
+            d = Dialogue.from_record(rec, frame_rate_hz=speech.frame_rate_hz, silence_unit=speech.silence_unit)
+            exs = flatten(stage, d, vocab, st)
+        except ValueError:  # e.g. no usable assistant turn for this stage: skip the record
             continue
+        yield from exs
 
 
 def packed_batches(examples: Iterator, seq_len: int, micro_batch: int, pad_id: int,
                    pool: int = 32) -> Iterator[dict]:
-    """Pack a pool of examples at a time; yield collated micro-batches of ``micro_batch`` rows."""
-    from omni.packing import collate, pack_examples
+    """Best-fit pack the example stream (rows stay open across pools, see
+    ``omni.packing.StreamingPacker``); yield collated micro-batches of ``micro_batch`` rows."""
+    from omni.packing import StreamingPacker, collate
 
+    packer = StreamingPacker(seq_len, pad_id)
     pending: list = []
     rows: list = []
     for ex in examples:
         pending.append(ex)
         if len(pending) >= pool:
-            rows += pack_examples(pending, seq_len, pad_id)
+            rows += packer.add(pending)
             pending = []
         while len(rows) >= micro_batch:
             yield collate(rows[:micro_batch])
             rows = rows[micro_batch:]
     if pending:
-        rows += pack_examples(pending, seq_len, pad_id)
+        rows += packer.add(pending)
+    rows += packer.flush()
     while rows:
         yield collate(rows[:micro_batch])
         rows = rows[micro_batch:]
