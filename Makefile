@@ -7,7 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 # The CPU torch wheel: this project's machines keep it in $PIP_FIND_LINKS; elsewhere set
 # UV_TORCH_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu".
 UV_TORCH_ARGS ?= $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS),)
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= --durations=15
 
 .PHONY: install demo test test-fast bench browser clean lock
 

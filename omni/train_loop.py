@@ -71,6 +71,34 @@ def lr_lambda(warmup: int, total: int, floor: float = 0.1) -> Callable[[int], fl
     return f
 
 
+def make_optimizer(model, tr) -> torch.optim.Optimizer:
+    """torch AdamW on CPU (DeepSpeed's CPU path, ``zero_allow_untested_optimizer``); on GPU
+    DeepSpeed's FusedAdam when its ops are built, else torch's fused AdamW."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    kw = dict(lr=tr.lr, weight_decay=tr.weight_decay, betas=(0.9, 0.95))
+    if tr.use_gpu and torch.cuda.is_available():
+        try:
+            from deepspeed.ops.adam import FusedAdam
+            return FusedAdam(params, **kw)
+        except Exception:  # ops not prebuilt: torch's fused kernel is next best
+            return torch.optim.AdamW(params, fused=True, **kw)
+    return torch.optim.AdamW(params, **kw)
+
+
+def maybe_inject_fault(rank: int, step: int) -> None:
+    """Fault injection for tests and drills: ``OMNI_FAULT_KILL=RANK:STEP:MARKER`` makes that
+    rank SIGKILL itself once, right after finishing STEP (the marker file records that it
+    happened, so the restarted run goes on)."""
+    spec = os.environ.get("OMNI_FAULT_KILL")
+    if not spec:
+        return
+    r, s, marker = spec.split(":", 2)
+    if int(r) == rank and int(s) == step and not os.path.exists(marker):
+        Path(marker).write_text(f"killed rank {rank} after step {step}\n")
+        import signal
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def load_assets(cfg: Config):
     """Vocab and tokenizers of the prepared data set."""
     from omni.speech_tokenizer import load_speech_tokenizer
@@ -155,7 +183,8 @@ def _ensure_dist(ctx: LoopContext) -> None:
     os.environ.setdefault("LOCAL_RANK", "0")
 
 
-def heldout_loss(engine, cfg: Config, stage: str, vocab, speech, max_batches: int = 4) -> dict:
+def heldout_loss(engine, cfg: Config, stage: str, vocab, speech) -> dict:
+    max_batches = cfg.train.eval_batches
     from data_prep.reader import ShardStream
 
     try:
@@ -213,8 +242,7 @@ def train_loop(args: dict, ctx: LoopContext | None = None) -> dict:
     fpt = flops_per_token(model, tr.seq_len)
 
     # 3. engine
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=tr.lr, weight_decay=tr.weight_decay, betas=(0.9, 0.95))
+    opt = make_optimizer(model, tr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(tr.warmup_steps, tr.max_steps))
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=opt, lr_scheduler=sched,
                                            config=deepspeed_config(cfg, stage))
@@ -225,7 +253,8 @@ def train_loop(args: dict, ctx: LoopContext | None = None) -> dict:
         engine.load_checkpoint(ctx.resume_dir, tag="ckpt")
         state = json.loads((Path(ctx.resume_dir) / f"loop_state_rank{ctx.rank}.json").read_text())
         step = state["step"]
-        random.setstate(tuple(state["py_rng"][:1]) + (tuple(state["py_rng"][1]),) + tuple(state["py_rng"][2:]))
+        version, internal, gauss = state["py_rng"]
+        random.setstate((version, tuple(internal), gauss))
         torch.manual_seed(tr.seed + ctx.rank + step)
 
     # 5. data stream (a resumed run re-seeds by step: no batch is repeated exactly)
@@ -266,9 +295,9 @@ def train_loop(args: dict, ctx: LoopContext | None = None) -> dict:
                 metrics["mfu"] = metrics["achieved_tflops"] / (peak * ctx.world_size)
             metrics.update({f"loss_{k}": s / max(c, 1) for k, (s, c) in agg.items()})
             t_last, tok_since, pad_since, rows_since, agg = time.time(), 0, 0, 0, {}
+        if step == tr.max_steps or (tr.eval_every and step % tr.eval_every == 0):
+            metrics.update(heldout_loss(engine, cfg, stage, vocab, speech))
         if ckpt_now:
-            if step == tr.max_steps:
-                metrics.update(heldout_loss(engine, cfg, stage, vocab, speech))
             # 6. checkpoint: every rank writes its part, report() hands it to Ray
             with tempfile.TemporaryDirectory(prefix=f"ckpt-{stage}-") as d:
                 engine.save_checkpoint(d, tag="ckpt")
@@ -279,6 +308,7 @@ def train_loop(args: dict, ctx: LoopContext | None = None) -> dict:
                 _report(ctx, metrics, d, mlf)
         elif step % tr.log_every == 0:
             _report(ctx, metrics, None, mlf)
+        maybe_inject_fault(ctx.rank, step)
 
     # 7. export (ZeRO-3 gathers the shards onto every rank first)
     export_dir = args.get("export_dir")

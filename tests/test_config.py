@@ -99,3 +99,9 @@ def test_jobs_fail_with_one_clear_line(args, env, expected):
     lines = [ln for ln in r.stderr.strip().splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and expected in lines[0], r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").rglob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_validates(path):
+    cfg = load_config(path)
+    assert cfg.name
