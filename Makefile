@@ -9,9 +9,9 @@ UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 UV_TORCH_ARGS ?= $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS),)
 PYTEST_ARGS ?= --durations=15
 
-.PHONY: install demo test test-fast bench browser clean lock
+.PHONY: install demo test test-fast bench browser clean lock wordnet
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed wordnet
 
 $(UV):
 	python3 -m venv $(TOOLS) && $(TOOLS)/bin/pip install -q uv
@@ -21,6 +21,12 @@ $(VENV)/.installed: requirements.lock pyproject.toml | $(UV)
 	DS_BUILD_OPS=0 $(UV) pip sync -q --python $(PY) $(UV_TORCH_ARGS) requirements.lock
 	$(UV) pip install -q --python $(PY) --no-deps -e . s3tokenizer==0.3.0
 	@touch $@
+
+# WordNet for METEOR: Debian's wordnet packages unpacked into .nltk_data/ (idempotent, ~36 MB).
+wordnet: .nltk_data/corpora/wordnet/.installed
+
+.nltk_data/corpora/wordnet/.installed: tools/install_wordnet.py
+	python3 tools/install_wordnet.py
 
 # Re-resolve the lock (CPU torch pinned). Commit requirements.lock afterwards.
 lock: | $(UV)
@@ -42,8 +48,9 @@ test: install browser
 test-fast: install
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
+# Every benchmark; one table in benchmarks/results/latest.md (goals reported, not asserted).
 bench: install
-	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	$(PY) benchmarks/run_all.py
 
 clean:
 	rm -rf outputs .pytest_cache
