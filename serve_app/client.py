@@ -1,0 +1,167 @@
+"""Stream a WAV file to ``WS /v1/duplex``, record the assistant's reply, print latency stats.
+
+    python -m serve_app.client --url ws://127.0.0.1:8000/v1/duplex --wav in.wav --out reply.wav [--fast]
+
+Latency of a step = time from sending the sample that completes user chunk i to receiving the
+first assistant message of step i (its audio frame; its stats event when the step has no audio).
+Underruns: gaps in a simulated real-time playback of the reply that starts ``prebuffer_ms``
+after the first audio arrives. Token: ``--token`` or ``$OMNI_API_TOKEN``.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from serve_app.protocol import SAMPLE_RATE_HZ, float_to_pcm16
+
+
+def load_wav_16k(path) -> np.ndarray:
+    import soundfile as sf
+    wave, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    wave = wave.mean(axis=1)
+    if sr != SAMPLE_RATE_HZ:
+        import soxr
+        wave = soxr.resample(wave, sr, SAMPLE_RATE_HZ).astype(np.float32)
+    return wave
+
+
+def _pct(values, q):
+    return round(float(np.percentile(values, q)), 3) if len(values) else None
+
+
+async def stream_async(url: str, wave: np.ndarray, realtime: bool = True, token: str | None = None,
+                       frame_ms: float = 20.0, prebuffer_ms: float = 100.0, timeout_s: float = 60.0) -> dict:
+    import websockets
+
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    res = {"latencies_ms": [], "texts": [], "events": {}, "audio": [], "close_code": None, "errors": []}
+    async with websockets.connect(url, additional_headers=headers, max_size=2 ** 24) as ws:
+        ready = json.loads(await asyncio.wait_for(ws.recv(), timeout_s))
+        if ready.get("type") != "ready":
+            raise RuntimeError(f"server refused the session: {ready}")
+        chunk_samples = ready["speech_chunk"] * SAMPLE_RATE_HZ // 25
+        frame = int(SAMPLE_RATE_HZ * frame_ms / 1000)
+        sent_at: dict[int, float] = {}
+        arrivals: list[tuple[float, int]] = []
+
+        async def sender():
+            t0, sent = time.perf_counter(), 0
+            for i in range(0, wave.size, frame):
+                piece = wave[i:i + frame]
+                if realtime:
+                    await asyncio.sleep(max(0.0, t0 + i / SAMPLE_RATE_HZ - time.perf_counter()))
+                await ws.send(float_to_pcm16(piece))
+                before, sent = sent, sent + piece.size
+                for c in range(before // chunk_samples, sent // chunk_samples):
+                    sent_at[c] = time.perf_counter()
+            await ws.send(json.dumps({"type": "end"}))
+
+        async def receiver():
+            pending = None
+            async for msg in ws:
+                now = time.perf_counter()
+                if isinstance(msg, bytes):
+                    pcm = np.frombuffer(msg, "<i2").astype(np.float32) / 32768
+                    res["audio"].append(pcm)
+                    arrivals.append((now, pcm.size))
+                    if pending is not None and pending in sent_at:
+                        res["latencies_ms"].append((now - sent_at[pending]) * 1000)
+                    pending = None
+                    continue
+                ev = json.loads(msg)
+                res["events"][ev["type"]] = res["events"].get(ev["type"], 0) + 1
+                if ev["type"] == "stats":
+                    pending = ev["chunk_index"]
+                    if ev.get("audio_bytes", 0) == 0 and pending in sent_at:
+                        res["latencies_ms"].append((now - sent_at[pending]) * 1000)
+                        pending = None
+                elif ev["type"] == "text":
+                    res["texts"].append(ev["text"])
+                elif ev["type"] == "error":
+                    res["errors"].append(ev)
+                elif ev["type"] == "done":
+                    res["done"] = ev
+
+        send_task = asyncio.create_task(sender())
+        try:
+            await asyncio.wait_for(receiver(), timeout_s + wave.size / SAMPLE_RATE_HZ)
+        finally:
+            send_task.cancel()
+            await asyncio.gather(send_task, return_exceptions=True)
+        res["close_code"] = ws.close_code
+    res["underruns"] = _underruns(arrivals, prebuffer_ms)
+    return res
+
+
+def _underruns(arrivals: list[tuple[float, int]], prebuffer_ms: float) -> int:
+    """Gaps when playing the received audio in real time from first arrival + prebuffer."""
+    if not arrivals:
+        return 0
+    play_end = arrivals[0][0] + prebuffer_ms / 1000
+    count = 0
+    for t, n in arrivals:
+        if t > play_end + 1e-3:
+            count += 1
+            play_end = t
+        play_end += n / SAMPLE_RATE_HZ
+    return count
+
+
+def stream_wav(url: str, wav_path, out_path=None, realtime: bool = True, token: str | None = None,
+               frame_ms: float = 20.0) -> dict:
+    """Stream ``wav_path`` (any rate, resampled to 16 kHz mono) and write the reply to ``out_path``.
+
+    Returns ``{"chunks", "latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "latency_ms_mean",
+    "underruns", "audio_in_s", "audio_out_s", "text", "events", "close_code", "errors"}``.
+    """
+    wave = load_wav_16k(wav_path)
+    token = token if token is not None else os.environ.get("OMNI_API_TOKEN") or None
+    res = asyncio.run(stream_async(url, wave, realtime, token, frame_ms))
+    audio = np.concatenate(res["audio"]) if res["audio"] else np.zeros(0, np.float32)
+    if out_path is not None:
+        import soundfile as sf
+        sf.write(str(out_path), audio, SAMPLE_RATE_HZ, subtype="PCM_16")
+    lat = res["latencies_ms"]
+    return {"chunks": len(lat), "latency_ms_p50": _pct(lat, 50), "latency_ms_p90": _pct(lat, 90),
+            "latency_ms_p99": _pct(lat, 99), "latency_ms_mean": round(float(np.mean(lat)), 3) if lat else None,
+            "underruns": res["underruns"], "audio_in_s": round(wave.size / SAMPLE_RATE_HZ, 3),
+            "audio_out_s": round(audio.size / SAMPLE_RATE_HZ, 3), "text": "".join(res["texts"]),
+            "events": res["events"], "close_code": res["close_code"], "errors": res["errors"]}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--url", default="ws://127.0.0.1:8000/v1/duplex")
+    ap.add_argument("--wav", required=True)
+    ap.add_argument("--out", default="reply.wav")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--realtime", dest="realtime", action="store_true", default=True,
+                      help="pace frames at real time (default)")
+    mode.add_argument("--fast", dest="realtime", action="store_false", help="send as fast as possible")
+    ap.add_argument("--token", default=None, help="API token (default $OMNI_API_TOKEN)")
+    ap.add_argument("--frame-ms", type=float, default=20.0)
+    a = ap.parse_args(argv)
+    if not os.path.isfile(a.wav):
+        print(f"error: no such WAV file: {a.wav}", file=sys.stderr)
+        return 2
+    try:
+        stats = stream_wav(a.url, a.wav, a.out, a.realtime, a.token, a.frame_ms)
+    except OSError as e:
+        print(f"error: cannot connect to {a.url}: {e} (is `serve run serve_app/serve_config.yaml` up?)",
+              file=sys.stderr)
+        return 2
+    print(f"reply: {a.out} ({stats['audio_out_s']} s), chunks {stats['chunks']}, latency p50 "
+          f"{stats['latency_ms_p50']} ms p90 {stats['latency_ms_p90']} ms, underruns {stats['underruns']}, "
+          f"close code {stats['close_code']}", file=sys.stderr)
+    print(json.dumps(stats))
+    return 0 if not stats["errors"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

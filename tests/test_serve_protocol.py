@@ -1,0 +1,77 @@
+"""Serve-layer pieces without Ray: PCM16 codec, auth, origin, request bodies, build_app args."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from omni.config import ConfigError
+from serve_app import protocol as P
+from serve_app.app import resolve_settings
+from serve_app.client import _underruns
+
+
+def test_pcm16_round_trip_and_odd_bytes():
+    x = np.array([0.0, 0.5, -0.5, 1.0, -1.0], np.float32)
+    data = P.float_to_pcm16(x)
+    assert len(data) == 10
+    y = P.pcm16_to_float(data)
+    assert np.abs(y - x).max() <= 1 / 32768 + 1e-7
+    with pytest.raises(P.ProtocolError) as e:
+        P.pcm16_to_float(data[:-1])
+    assert e.value.code == P.CLOSE_INVALID_PAYLOAD and "even" in e.value.message
+
+
+def test_token_check():
+    assert P.check_token(None, None, None)                               # no token configured
+    assert P.check_token("Bearer abc", None, "abc")
+    assert P.check_token(None, "abc", "abc")
+    assert not P.check_token(None, None, "abc")
+    assert not P.check_token("Bearer abd", None, "abc")
+    assert not P.check_token("Basic abc", None, "abc")
+
+
+def test_origin_check():
+    assert P.origin_allowed(None, "h:1", None)                           # non-browser client
+    assert P.origin_allowed("http://h:1", "h:1", None)                   # same origin
+    assert not P.origin_allowed("http://evil:1", "h:1", None)
+    assert P.origin_allowed("https://app.example", "h:1", ["https://app.example"])
+    assert P.origin_allowed("http://any", "h:1", ["*"])
+
+
+def test_audio_bodies():
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros((8000, 2), np.float32), 8000, format="WAV")    # 1 s stereo 8 kHz
+    wave = P.decode_audio_body(buf.getvalue(), "audio/wav", None, 60)
+    assert wave.ndim == 1 and abs(wave.size - 16000) <= 2
+    raw = P.float_to_pcm16(np.zeros(16000, np.float32))
+    assert P.decode_audio_body(raw, "application/octet-stream", 16000, 60).size == 16000
+    for body, sr, limit, status in [(b"", None, 60, 400), (raw[:-1], None, 60, 400), (raw, 8000, 60, 400),
+                                    (raw, None, 0.5, 413), (raw[:100], None, 60, 400),
+                                    (b"RIFFgarbage", None, 60, 400)]:
+        with pytest.raises(P.ProtocolError) as e:
+            P.decode_audio_body(body, None, sr, limit)
+        assert e.value.code == status
+
+
+def test_build_app_args(tmp_path):
+    cfg, extras = resolve_settings({"model": str(tmp_path), "max_replicas": 3, "min_replicas": 0,
+                                    "allowed_origins": "https://a,https://b"})
+    assert cfg.serve.max_replicas == 3 and cfg.serve.min_replicas == 0 and cfg.serve.model == str(tmp_path)
+    assert extras["allowed_origins"] == ["https://a", "https://b"]
+    with pytest.raises(ConfigError, match="unknown build_app args"):
+        resolve_settings({"model": str(tmp_path), "max_replica": 3})
+    with pytest.raises(ConfigError, match="no model to serve"):
+        resolve_settings({"overrides": [f"train.output_dir={tmp_path}"]})
+    cfg, _ = resolve_settings({"model": "models:/omni@candidate"})
+    assert cfg.serve.model == "models:/omni@candidate"
+
+
+def test_underrun_counter():
+    # 400 ms of audio every 400 ms after a 100 ms prebuffer: no gap; a 600 ms stall: one
+    steady = [(0.4 * i, 6400) for i in range(10)]
+    assert _underruns(steady, 100) == 0
+    stalled = steady[:5] + [(t + 0.6, n) for t, n in steady[5:]]
+    assert _underruns(stalled, 100) == 1
