@@ -125,3 +125,13 @@ def test_qc_is_recorded_in_meta():
     rec = generate_dialogue(2, SynthConfig())
     qc = rec["meta"]["qc"]
     assert qc["passed"] and qc["reasons"] == [] and 0 <= qc["silence_ratio"] < 0.6
+
+
+def test_scene_lengths_always_match_the_timeline():
+    """Regression: procedural noise made from a duration in seconds came out one sample short
+    for some seeds (seed 1, index 2 crashed with a broadcast error)."""
+    from omni.config import SynthConfig
+    from data_prep.synth import generate_dialogue
+
+    rec = generate_dialogue(2, SynthConfig(seed=1, scenarios=["emotion"]))
+    assert len(rec["user"]) == len(rec["assistant"]) > 0

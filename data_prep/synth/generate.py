@@ -94,7 +94,7 @@ def add_scene(mix: dict, script: Script, cfg: SynthConfig, rng: np.random.Genera
         else:
             bed, source = scenes.synth_music(n / SR, rng, mu.tempo_bpm, mu.key, mu.mode, mu.timbre), "procedural"
         snr = float(rng.uniform(lo, hi))
-        user += scenes.scale_to_snr(bed[:n], ref, snr)[:n]
+        user += scenes.scale_to_snr(_fit_len(bed, n), ref, snr)
         out.append({"tag": "music", "type": "music", "channel": "user", "start_s": 0.0, "end_s": round(n / SR, 4),
                     "snr_db": round(snr, 2), "source": source, **mu.model_dump()})
     if cfg.noise_dir:
@@ -103,7 +103,7 @@ def add_scene(mix: dict, script: Script, cfg: SynthConfig, rng: np.random.Genera
     else:
         (noise, kind), source = scenes.synth_noise(n / SR, rng), "procedural"
     snr = float(rng.uniform(*cfg.noise_snr_db))
-    user += scenes.scale_to_snr(noise[:n], ref, snr)
+    user += scenes.scale_to_snr(_fit_len(noise, n), ref, snr)
     out.append({"tag": f"noise:{kind}", "type": "noise", "channel": "user", "start_s": 0.0,
                 "end_s": round(n / SR, 4), "snr_db": round(snr, 2), "source": source})
     peak = max(np.abs(user).max(), np.abs(mix["assistant"]).max())
@@ -111,6 +111,12 @@ def add_scene(mix: dict, script: Script, cfg: SynthConfig, rng: np.random.Genera
         user *= np.float32(0.98 / peak)
         mix["assistant"] *= np.float32(0.98 / peak)
     return out
+
+
+def _fit_len(x: np.ndarray, n: int) -> np.ndarray:
+    """Exactly ``n`` samples: procedural clips made from a duration in seconds can come out one
+    sample short or long after rounding."""
+    return x[:n] if len(x) >= n else np.pad(x, (0, n - len(x)))
 
 
 def generate_dialogue(index: int, cfg: SynthConfig, seed: int | None = None, *, asr=None) -> dict:
