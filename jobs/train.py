@@ -2,6 +2,7 @@
 
     python -m jobs.train --config configs/tiny.yaml --stage align [train.lr=3e-4 ...]
     python -m jobs.train --config configs/tiny.yaml --stage half_duplex --init-from outputs/tiny/checkpoints/align/export
+    python -m jobs.train --config configs/omnichat_tiny.yaml --stage omnichat        # OmniChat (Mix-Former)
     ray job submit --working-dir . -- python -m jobs.train --config configs/tiny.yaml --stage align
 
 The loop itself is ``omni.train_loop.train_loop`` (plain Python); this file wires it into
@@ -20,6 +21,17 @@ from omni.config import STAGES, Config, ConfigError, flatten_params, save_resolv
 from jobs._common import JobError, init_ray, load, parse_args, run_main, setup_mlflow, mlflow_uri
 
 
+OMNICHAT = "omnichat"
+
+
+def stage_settings(cfg: Config, stage: str):
+    """The ``train`` section as this stage runs it (per-stage steps, lr, ...)."""
+    if stage == OMNICHAT:
+        from omni.omnichat.train import omnichat_train_settings
+        return omnichat_train_settings(cfg)
+    return cfg.stage_train(stage)[0]
+
+
 def export_dir(cfg: Config, stage: str) -> Path:
     return Path(cfg.train.output_dir).resolve() / stage / "export"
 
@@ -29,8 +41,8 @@ def preflight(cfg: Config, stage: str, init_from: str | None) -> None:
     from omni.train_loop import load_assets
     from omni.vocab import Vocab
 
-    if stage not in STAGES:
-        raise ConfigError(f"unknown stage {stage!r}: choose one of {', '.join(STAGES)}")
+    if stage not in STAGES + (OMNICHAT,):
+        raise ConfigError(f"unknown stage {stage!r}: choose one of {', '.join(STAGES + (OMNICHAT,))}")
     manifest = Path(cfg.data.output_dir) / "manifest.json"
     if not manifest.exists():
         raise JobError(f"no prepared data at {cfg.data.output_dir}: run `python -m jobs.prepare_data --config CFG` first")
@@ -48,7 +60,7 @@ def preflight(cfg: Config, stage: str, init_from: str | None) -> None:
             Vocab.load(vocab_file).check_compatible(vocab)
         except ValueError as e:
             raise JobError(f"--init-from {init_from}: {e}") from None
-    tr, _ = cfg.stage_train(stage)
+    tr = stage_settings(cfg, stage)
     if tr.use_gpu:
         import torch
         if not torch.cuda.is_available():
@@ -67,12 +79,15 @@ def _worker(args: dict) -> None:
     def report(metrics: dict, ckpt_dir: str | None) -> None:
         ray.train.report(metrics, checkpoint=Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None)
 
+    loop = train_loop
+    if args["stage"] == OMNICHAT:  # OmniChat: experts -> Mix-Former -> LLM, its own plain loop
+        from omni.omnichat.train import train_loop_omnichat as loop
     ckpt = ray.train.get_checkpoint()
     if ckpt is None:
-        train_loop(args, LoopContext(c.get_world_rank(), c.get_world_size(), report))
+        loop(args, LoopContext(c.get_world_rank(), c.get_world_size(), report))
     else:
         with ckpt.as_directory() as d:
-            train_loop(args, LoopContext(c.get_world_rank(), c.get_world_size(), report, resume_dir=d))
+            loop(args, LoopContext(c.get_world_rank(), c.get_world_size(), report, resume_dir=d))
 
 
 def run_stage(cfg: Config, stage: str, init_from: str | None = None, parent_run_id: str | None = None) -> dict:
@@ -82,7 +97,7 @@ def run_stage(cfg: Config, stage: str, init_from: str | None = None, parent_run_
     from ray.train.torch import TorchTrainer
 
     preflight(cfg, stage, init_from)
-    tr, _ = cfg.stage_train(stage)
+    tr = stage_settings(cfg, stage)
     out = export_dir(cfg, stage)
     save_resolved(cfg, out.parent)
     exp_id = setup_mlflow(cfg)
@@ -106,7 +121,8 @@ def run_stage(cfg: Config, stage: str, init_from: str | None = None, parent_run_
     trainer = TorchTrainer(
         _worker, train_loop_config=args,
         scaling_config=ScalingConfig(num_workers=tr.num_workers, use_gpu=tr.use_gpu,
-                                     resources_per_worker={"CPU": tr.cpus_per_worker}),
+                                     resources_per_worker={"CPU": tr.cpus_per_worker},
+                                     placement_strategy=tr.placement_strategy),
         run_config=RunConfig(name=f"{cfg.name}-{stage}", storage_path=str(Path(tr.storage_path).resolve()),
                              failure_config=FailureConfig(max_failures=tr.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=tr.keep_checkpoints)))
@@ -153,9 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg_path, overrides, flags = parse_args(argv if argv is not None else sys.argv[1:], USAGE,
                                             {"stage": None, "init_from": None})
     if not flags["stage"]:
-        raise JobError(f"missing --stage (one of {', '.join(STAGES)})")
+        raise JobError(f"missing --stage (one of {', '.join(STAGES + (OMNICHAT,))})")
     cfg = load(cfg_path, overrides)
-    cfg.stages.get(flags["stage"])
+    if flags["stage"] != OMNICHAT:
+        cfg.stages.get(flags["stage"])
     init_ray()
     res = run_stage(cfg, flags["stage"], flags["init_from"])
     print(json.dumps({"stage": flags["stage"], "export_dir": res["export_dir"], "run_id": res["run_id"],

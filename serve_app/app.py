@@ -97,7 +97,8 @@ class DuplexServer:
             from jobs._common import mlflow_uri
             mlflow.set_tracking_uri(mlflow_uri(self.cfg))
         self.export_dir = resolve_export(self.s.model)
-        self.engine = DuplexEngine(self.export_dir, self.s, stage=extras.get("stage"))
+        self.engine = DuplexEngine(self.export_dir, self.s, stage=extras.get("stage"),
+                                   device="cuda" if self.s.num_gpus and torch.cuda.is_available() else None)
         self.batcher = P.Batcher(self.engine, extras.get("max_batch", 16))
         self.warmup_ms = self.engine.warmup()          # before the replica takes traffic
         self.sessions: dict[int, object] = {}
@@ -162,7 +163,7 @@ def build_app(args: dict | None = None):
     :func:`resolve_settings`). Autoscaling and CPUs per replica come from ``serve.*``."""
     cfg, extras = resolve_settings(args)
     s = cfg.serve
-    opts = {"ray_actor_options": {"num_cpus": s.num_cpus},
+    opts = {"ray_actor_options": {"num_cpus": s.num_cpus, "num_gpus": s.num_gpus},
             "max_ongoing_requests": s.max_sessions_per_replica + 16}
     if s.min_replicas > s.max_replicas:
         raise ConfigError(f"serve.min_replicas ({s.min_replicas}) > serve.max_replicas ({s.max_replicas})")
