@@ -1,31 +1,47 @@
-"""Ray Data pipeline: sources → synthesise/read → validate → tokenize (actor pool) → shards.
+"""Ray Data pipeline: sources → read/synthesise → validate → 16 kHz → tokenize (actor pool) → shards.
 
 Output (``data.output_dir``)::
 
-    tokenizers/speech/  tokenizers/text/     fitted first, on a seeded sample
+    tokenizers/speech/  tokenizers/text/     fitted first, on a seeded sample of valid rows
     shards/<split>/<source>-<NNNNNN>.tar     WebDataset shards, split = train | heldout
     manifest.json                            shards (sha256, samples, bytes), sources, tokenizers
-    rejects.jsonl                            one line per rejected row: input and reason
-    config.resolved.yaml
+    rejects.jsonl                            one line per rejected row: key, source, input, reason
+    _done/<split>__<source>-<NNNNNN>.json    one record per finished shard (resume state)
 
-Determinism: an item's split comes from a stable hash of its key and its shard from its rank
-inside (split, source); a shard holds the same rows whatever the order Ray runs them in, and
-its bytes are fixed (see ``data_prep.shards``). A finished shard leaves a record in
-``_done/``; a re-run skips those shards entirely, so a run killed midway resumes with no
-duplicate and no missing sample.
+Plan: every input row becomes a light *item*; its split comes from a stable hash of its key,
+its shard from its rank inside (split, source) by key, ``data.shard_max_samples`` rows per
+shard. So a shard always holds the same rows, and its bytes are fixed (``data_prep.shards``).
+
+Streaming, no shuffle: items go into Ray Data sorted by shard with ``preserve_order``; rows
+flow ``map`` (read/synthesise + validate, task pool) → ``map_batches(Tokenize)`` (actor pool)
+→ ``map_batches(ShardWriter)`` (one light actor). The writer knows how many rows each shard
+expects; it holds the rows of the shards still open (about one at a time, as rows arrive in
+shard order), writes a shard the moment its last row arrives and frees it. Peak memory is a
+few shards, whatever the input size.
+
+Resume: a finished shard leaves ``_done/…json`` (written after the tar is renamed into place)
+carrying the config hash and a hash of its row keys; a re-run skips exactly the shards whose
+record matches, so a run killed midway finishes with no duplicate and no missing row, and the
+rewritten shards have the same bytes. Bad rows never stop the run: read = accepted + rejected.
+
+``run(cfg, engine="local")`` runs the same functions in-process without Ray (tests, debugging).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from omni.config import Config, save_resolved
 from data_prep import shards as S
-from data_prep.validate import validate_record
+from data_prep.validate import Reject, validate_record
+from omni.config import Config, save_resolved
+
+ROW_KEYS = ("key", "source", "split", "shard")
 
 # ----------------------------------------------------------------------------- plan
 
@@ -36,17 +52,21 @@ def _split_of(key: str, heldout_fraction: float) -> str:
 
 
 def plan_items(cfg: Config) -> list[dict]:
-    """One light row per input record, with its split and shard fixed up front."""
+    """One light row per input record, split and shard fixed up front, sorted by (shard, key)."""
     items = []
     for src in cfg.data.sources:
         if src.kind == "synthetic":
             n = src.num_dialogues or cfg.synth.num_dialogues
             for i in range(n):
                 items.append({"source": src.name, "kind": "synthetic", "index": i,
-                              "key": f"syn-{src.name}-{i:06d}".replace(".", "_")})
+                              "key": f"syn-{src.name}-{i:06d}".replace(".", "_"), "input": {"index": i}})
         else:
             from data_prep.sources import list_items  # real corpora readers
             items += list_items(src)
+    keys = [it["key"] for it in items]
+    if len(set(keys)) != len(keys):
+        dup = sorted({k for k in keys if keys.count(k) > 1})[:3]
+        raise ValueError(f"duplicate record keys {dup}: give each data.sources[] entry a distinct name")
     by_group: dict[tuple, list[dict]] = {}
     for it in items:
         it["split"] = _split_of(it["key"], cfg.data.heldout_fraction)
@@ -55,11 +75,51 @@ def plan_items(cfg: Config) -> list[dict]:
         group.sort(key=lambda r: r["key"])
         for rank, it in enumerate(group):
             it["shard"] = f"{split}/{source}-{rank // cfg.data.shard_max_samples:06d}"
-    return items
+    return sorted(items, key=lambda r: (r["shard"], r["key"]))
+
+
+def config_hash(cfg: Config) -> str:
+    """Hash of everything that changes shard contents (not paths, parallelism or the reader's buffer)."""
+    return hashlib.sha256(json.dumps(
+        {"data": cfg.data.model_dump(mode="json", exclude={"output_dir", "tokenize_actors",
+                                                           "synth_parallelism", "shuffle_buffer"}),
+         "synth": cfg.synth.model_dump(mode="json"), "tokenizer": cfg.tokenizer.model_dump(mode="json")},
+        sort_keys=True).encode()).hexdigest()[:16]
+
+
+def shard_plan(items: list[dict], cfg_hash: str) -> dict[str, dict]:
+    """``{shard: {"rows": n, "keys_sha": ...}}``: what a finished shard must match."""
+    plan: dict[str, list[str]] = {}
+    for it in items:
+        plan.setdefault(it["shard"], []).append(it["key"])
+    return {s: {"rows": len(k), "keys_sha": hashlib.sha256((cfg_hash + "\n" + "\n".join(sorted(k))).encode())
+                .hexdigest()[:16]} for s, k in plan.items()}
+
+
+def done_path(out: Path, shard: str) -> Path:
+    return out / "_done" / (shard.replace("/", "__") + ".json")
+
+
+def finished_shards(out: Path, plan: dict[str, dict]) -> set[str]:
+    done = set()
+    for shard, want in plan.items():
+        p = done_path(out, shard)
+        try:
+            d = json.loads(p.read_text())
+        except (OSError, ValueError):
+            continue
+        if d.get("keys_sha") == want["keys_sha"] and (d["entry"] is None or (out / d["entry"]["path"]).exists()):
+            done.add(shard)
+    return done
+
+
+@functools.lru_cache(maxsize=4)
+def _cfg(cfg_json: str) -> Config:
+    return Config.model_validate_json(cfg_json)
 
 
 def load_item(item: dict, cfg: Config) -> dict:
-    """Item → dialogue record (synthesised here for ``synthetic``)."""
+    """Item → 16 kHz dialogue record (synthesised here for ``synthetic``); raises Reject."""
     if item["kind"] == "synthetic":
         from data_prep.synth import generate_dialogue
         rec = generate_dialogue(item["index"], cfg.synth, seed=cfg.synth.seed)
@@ -67,63 +127,81 @@ def load_item(item: dict, cfg: Config) -> dict:
         rec["meta"]["id"] = item["key"]
         return rec
     from data_prep.sources import load_record
-    return load_record(item)
+    return load_record(item, cfg.data)
 
 
 # ---------------------------------------------------------------------- tokenizers
-def fit_tokenizers(cfg: Config, out_dir: Path, sample_size: int = 24) -> dict:
-    """Fit the speech tokenizer and train the text tokenizer on a seeded sample of records."""
+def fit_tokenizers(cfg: Config, out_dir: Path, sample_size: int = 24, items: list[dict] | None = None) -> dict:
+    """Fit the speech tokenizer and train the text tokenizer on a seeded sample of valid records."""
     from omni.speech_tokenizer import MelKMeansTokenizer, load_speech_tokenizer
     from omni.text_tokenizer import TextTokenizer
 
     speech_dir, text_dir = out_dir / "tokenizers" / "speech", out_dir / "tokenizers" / "text"
     if (speech_dir / "speech_tokenizer.json").exists() and (text_dir / "tokenizer.json").exists():
         return {"speech_dir": str(speech_dir), "text_dir": str(text_dir), "reused": True}
-    items = [it for it in plan_items(cfg) if it["split"] == "train"]
-    rng = np.random.default_rng(cfg.tokenizer.seed)
-    pick = sorted(rng.choice(len(items), size=min(sample_size, len(items)), replace=False).tolist())
-    waves, texts = [], []
-    for i in pick:
-        rec = load_item(items[i], cfg)
-        waves += [rec["user"], rec["assistant"]]
-        texts += [t["text"] for t in rec["meta"]["turns"]]
+    items = [it for it in (items if items is not None else plan_items(cfg)) if it["split"] == "train"]
+    items.sort(key=lambda r: r["key"])
+    order = np.random.default_rng(cfg.tokenizer.seed).permutation(len(items)).tolist()
+    waves, texts, used = [], [], 0
+    for i in order:  # seeded order; invalid rows are skipped until the sample is full
+        if used >= sample_size:
+            break
+        try:
+            rec = load_item(items[i], cfg)
+        except Exception:  # noqa: BLE001, S112 - a bad row is just not part of the sample
+            continue
+        if validate_record(rec, cfg.data):
+            continue
+        used += 1
+        waves += [w for w in (rec["user"], rec["assistant"]) if np.any(w)]
+        texts += [t["text"] for t in rec["meta"]["turns"] if t.get("text")]
+    if not waves or not texts:
+        raise ValueError("no valid training record with audio and text to fit the tokenizers on: check "
+                         "data.sources (see rejects of a run with a pre-fitted tokenizer) or add data")
     t0 = time.time()
     if cfg.tokenizer.speech == "mel_kmeans":
         tok = MelKMeansTokenizer.fit(waves, num_units=cfg.tokenizer.num_units, seed=cfg.tokenizer.seed,
                                      max_frames=cfg.tokenizer.fit_max_frames)
-        tok.save(speech_dir)
     else:
         if not cfg.tokenizer.speech_path:
             raise ValueError(f"tokenizer.speech={cfg.tokenizer.speech} needs tokenizer.speech_path (a local folder)")
         tok = load_speech_tokenizer(cfg.tokenizer.speech_path)
-        tok.save(speech_dir)
+    tok.save(speech_dir)
     if cfg.tokenizer.text == "bpe":
         TextTokenizer.train(texts, vocab_size=cfg.tokenizer.text_vocab_size, seed=cfg.tokenizer.seed).save(text_dir)
     else:
         TextTokenizer.from_pretrained(cfg.tokenizer.text_path).save(text_dir)
-    return {"speech_dir": str(speech_dir), "text_dir": str(text_dir), "fit_records": len(pick),
+    return {"speech_dir": str(speech_dir), "text_dir": str(text_dir), "fit_records": used,
             "fit_s": round(time.time() - t0, 2), "reused": False}
 
 
 # ------------------------------------------------------------------- row functions
-def synth_and_validate(item: dict, cfg_json: str) -> dict:
-    """Ray Data ``map``: item → row with raw audio bytes, or a reject row."""
-    cfg = Config.model_validate_json(cfg_json)
-    row = {k: item[k] for k in ("key", "source", "split", "shard")}
+def read_and_validate(item: dict, cfg_json: str) -> dict:
+    """Ray Data ``map``: item → row with 16 kHz float32 PCM bytes, or a reject row (never raises).
+
+    ``item`` may come wrapped as ``{"item": json}`` (Ray rows: items of different sources have
+    different fields, which Arrow blocks cannot hold side by side)."""
+    cfg = _cfg(cfg_json)
+    if set(item) == {"item"}:
+        item = json.loads(item["item"])
+    row = {k: item[k] for k in ROW_KEYS}
     try:
         rec = load_item(item, cfg)
         reason = validate_record(rec, cfg.data)
-    except Exception as e:  # unreadable input: recorded, never fatal
-        rec, reason = None, f"{type(e).__name__}: {e}"
+    except Reject as e:
+        rec, reason = None, str(e)
+    except Exception as e:  # noqa: BLE001 - anything unexpected in one row is that row's problem only
+        rec, reason = None, f"unreadable: {type(e).__name__}: {e}"
     row["reason"] = reason or ""
-    row["meta"] = json.dumps(rec["meta"]) if rec is not None else json.dumps({"input": item})
-    row["user_pcm"] = rec["user"].astype(np.float32).tobytes() if rec is not None and not reason else b""
-    row["assistant_pcm"] = rec["assistant"].astype(np.float32).tobytes() if rec is not None and not reason else b""
+    ok = rec is not None and not reason
+    row["meta"] = json.dumps(rec["meta"] if ok else {"input": item.get("input", item)}, default=str)
+    row["user_pcm"] = rec["user"].astype(np.float32).tobytes() if ok else b""
+    row["assistant_pcm"] = rec["assistant"].astype(np.float32).tobytes() if ok else b""
     return row
 
 
 class Tokenize:
-    """Ray Data actor (``map_batches`` with an actor pool): speech units + text ids, encoded."""
+    """Ray Data actor (``map_batches`` in an actor pool): speech units + text ids, FLAC encoded."""
 
     def __init__(self, speech_dir: str, text_dir: str, frame_rate_hz: float):
         from omni.speech_tokenizer import load_speech_tokenizer
@@ -134,19 +212,19 @@ class Tokenize:
         self.frame_rate_hz = frame_rate_hz
 
     def __call__(self, batch: dict) -> dict:
-        out = {k: [] for k in ("key", "source", "split", "shard", "reason", "json", "user_flac",
-                               "assistant_flac", "user_units", "assistant_units")}
+        out = {k: [] for k in (*ROW_KEYS, "reason", "json", "user_flac", "assistant_flac", "user_units",
+                               "assistant_units")}
         for i in range(len(batch["key"])):
-            for k in ("key", "source", "split", "shard", "reason"):
-                out[k].append(batch[k][i])
+            for k in (*ROW_KEYS, "reason"):
+                out[k].append(str(batch[k][i]))
             meta = json.loads(batch["meta"][i])
             if batch["reason"][i]:
-                out["json"].append(json.dumps(meta).encode())
+                out["json"].append(json.dumps(meta, sort_keys=True).encode())
                 for k in ("user_flac", "assistant_flac", "user_units", "assistant_units"):
                     out[k].append(b"")
                 continue
             for t in meta["turns"]:
-                t["text_ids"] = self.text.encode(t.get("spoken_text") or t["text"])
+                t["text_ids"] = self.text.encode(t.get("spoken_text") or t.get("text") or "")
             meta["frame_rate_hz"] = self.frame_rate_hz
             for ch in ("user", "assistant"):
                 wave = np.frombuffer(batch[f"{ch}_pcm"][i], dtype=np.float32)
@@ -156,77 +234,150 @@ class Tokenize:
         return out
 
 
-def write_group(rows, out_dir: str) -> dict:
-    """Ray Data ``map_groups``: all rows of one shard → the shard file + its done record."""
-    import pandas as pd
+class ShardWriter:
+    """Buffers rows per shard and writes each shard (tar, then ``_done`` record) once complete.
 
-    df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
-    shard = df["shard"].iloc[0]
-    good = df[df["reason"] == ""]
-    samples = [{"__key__": r.key, "json": r.json, "user.flac": r.user_flac, "assistant.flac": r.assistant_flac,
-                "user_units.npy": r.user_units, "assistant_units.npy": r.assistant_units}
-               for r in good.itertuples()]
-    out = Path(out_dir)
-    entry = S.write_shard(out / "shards" / f"{shard}.tar", samples) if samples else None
-    if entry:
-        entry["path"] = str(Path(entry["path"]).relative_to(out))
-        entry["audio_s"] = round(sum(json.loads(s["json"])["duration_s"] for s in samples), 3)
-    rejects = [{"key": r.key, "source": r.source, "input": json.loads(r.json), "reason": r.reason}
-               for r in df[df["reason"] != ""].itertuples()]
-    done = {"shard": shard, "source": df["source"].iloc[0], "entry": entry, "read": len(df),
-            "accepted": len(samples), "rejects": rejects}
-    done_path = out / "_done" / (shard.replace("/", "__") + ".json")
-    done_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = done_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(done, sort_keys=True))
-    tmp.replace(done_path)
-    return {"shard": [shard]}
+    ``plan``: ``{shard: {"rows", "keys_sha"}}`` for the shards to write. Rows of one shard may
+    arrive in any order and in several batches; a row seen twice (a retried task) counts once."""
+
+    def __init__(self, out_dir: str, plan: dict[str, dict]):
+        self.out, self.plan = Path(out_dir), plan
+        self.open: dict[str, dict[str, dict]] = {}
+
+    def add(self, row: dict) -> dict | None:
+        shard = row["shard"]
+        rows = self.open.setdefault(shard, {})
+        rows[row["key"]] = row
+        if len(rows) < self.plan[shard]["rows"]:
+            return None
+        del self.open[shard]
+        return self._write(shard, [rows[k] for k in sorted(rows)])
+
+    def __call__(self, batch: dict) -> dict:
+        done = []
+        for i in range(len(batch["key"])):
+            d = self.add({k: batch[k][i] for k in batch})
+            if d:
+                done.append(d)
+        return {"shard": [d["shard"] for d in done], "read": [d["read"] for d in done],
+                "accepted": [d["accepted"] for d in done]}
+
+    def _write(self, shard: str, rows: list[dict]) -> dict:
+        good = [r for r in rows if not r["reason"]]
+        samples = [{"__key__": r["key"], "json": bytes(r["json"]), "user.flac": bytes(r["user_flac"]),
+                    "assistant.flac": bytes(r["assistant_flac"]), "user_units.npy": bytes(r["user_units"]),
+                    "assistant_units.npy": bytes(r["assistant_units"])} for r in good]
+        entry = S.write_shard(self.out / "shards" / f"{shard}.tar", samples) if samples else None
+        if entry:
+            entry["path"] = str(Path(entry["path"]).relative_to(self.out))
+            entry["audio_s"] = round(sum(json.loads(s["json"])["duration_s"] for s in samples), 3)
+        rejects = [{"key": str(r["key"]), "source": str(r["source"]),
+                    "input": json.loads(bytes(r["json"]))["input"], "reason": str(r["reason"])}
+                   for r in rows if r["reason"]]
+        done = {"shard": shard, "source": str(rows[0]["source"]), "entry": entry, "read": len(rows),
+                "accepted": len(samples), "rejects": rejects, "keys_sha": self.plan[shard]["keys_sha"]}
+        p = done_path(self.out, shard)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(p.name + ".tmp")
+        tmp.write_text(json.dumps(done, sort_keys=True))
+        tmp.replace(p)
+        return done
 
 
 # -------------------------------------------------------------------------- driver
-def run(cfg: Config, progress: bool = True) -> dict:
-    """Run the whole pipeline on the connected Ray cluster; returns the manifest."""
+_last_report = [0.0]
+
+
+def _report(progress: bool, done: int, total: int, rows: int, t0: float, every_s: float = 2.0) -> None:
+    """One progress line on stderr at most every ``every_s`` (and at the last shard)."""
+    now = time.time()
+    if progress and (done == total or now - _last_report[0] >= every_s):
+        _last_report[0] = now
+        print(f"[prepare_data] shards {done}/{total}  rows {rows}  {rows / max(now - t0, 1e-9):.1f} rows/s",
+              file=sys.stderr, flush=True)
+
+
+def _run_local(todo: list[dict], cfg: Config, tok_info: dict, out: Path, plan: dict, progress: bool) -> int:
+    tok = Tokenize(tok_info["speech_dir"], tok_info["text_dir"], cfg.tokenizer.frame_rate_hz)
+    writer, cfg_json, written, t0 = ShardWriter(str(out), plan), cfg.model_dump_json(), 0, time.time()
+    for rows, item in enumerate(todo, 1):
+        row = read_and_validate(item, cfg_json)
+        b = tok({k: [v] for k, v in row.items()})
+        if writer.add({k: v[0] for k, v in b.items()}):
+            written += 1
+            _report(progress, written, len(plan), rows, t0)
+    return written
+
+
+def _run_ray(todo: list[dict], cfg: Config, tok_info: dict, out: Path, plan: dict, progress: bool) -> int:
     import ray
 
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = progress and sys.stderr.isatty()  # bars on a terminal, log lines otherwise
+    ctx.enable_operator_progress_bars = ctx.enable_progress_bars
+    ctx.execution_options.verbose_progress = False
+    ctx.execution_options.preserve_order = True  # rows reach the writer in shard order: bounded buffers
+    # actor pools hold their CPUs from the start; per-operator reservations on top of that starve
+    # the read tasks on 1-2 CPU nodes ("cluster resources are not enough to run any task")
+    ctx.op_resource_reservation_enabled = False
+    par = cfg.data.synth_parallelism
+    n_blocks = max(1, min(len(todo), max(4 * par, len(todo) // 4)))
+    ds = ray.data.from_items([{"item": json.dumps(it)} for it in todo], override_num_blocks=n_blocks)
+    # fractional CPUs: a 1-CPU node still runs one read task next to the tokenizer actor
+    ds = ds.map(read_and_validate, fn_args=(cfg.model_dump_json(),), num_cpus=0.75,
+                compute=ray.data.TaskPoolStrategy(size=par))
+    ds = ds.map_batches(Tokenize, batch_size=4, num_cpus=0.25,
+                        compute=ray.data.ActorPoolStrategy(size=cfg.data.tokenize_actors),
+                        fn_constructor_args=(tok_info["speech_dir"], tok_info["text_dir"],
+                                             cfg.tokenizer.frame_rate_hz))
+    ds = ds.map_batches(ShardWriter, batch_size=None, num_cpus=0, compute=ray.data.ActorPoolStrategy(size=1),
+                        fn_constructor_args=(str(out), plan))
+    written, rows, t0 = 0, 0, time.time()
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        written += len(batch["shard"])
+        rows += int(np.sum(batch["read"])) if len(batch["shard"]) else 0
+        if len(batch["shard"]):
+            _report(progress, written, len(plan), rows, t0)
+    return written
+
+
+def run(cfg: Config, progress: bool = True, engine: str = "ray") -> dict:
+    """Run the pipeline (``engine="ray"`` on the connected cluster, ``"local"`` in-process); returns the manifest."""
+    if engine not in ("ray", "local"):
+        raise ValueError(f"engine must be 'ray' or 'local', got {engine!r}")
     out = Path(cfg.data.output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     save_resolved(cfg, out)
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = progress
-    ctx.execution_options.verbose_progress = False
-
     t0 = time.time()
-    tok_info = fit_tokenizers(cfg, out)
     items = plan_items(cfg)
-    done_dir = out / "_done"
-    finished = {p.stem.replace("__", "/") for p in done_dir.glob("*.json")} if done_dir.exists() else set()
+    tok_info = fit_tokenizers(cfg, out, items=items)
+    chash = config_hash(cfg)
+    plan = shard_plan(items, chash)
+    finished = finished_shards(out, plan)
     todo = [it for it in items if it["shard"] not in finished]
+    todo_plan = {s: p for s, p in plan.items() if s not in finished}
+    written = 0
     if todo:
-        cfg_json = cfg.model_dump_json()
-        ds = ray.data.from_items(todo, override_num_blocks=min(len(todo), 4 * cfg.data.synth_parallelism))
-        ds = ds.map(synth_and_validate, fn_args=(cfg_json,),
-                    compute=ray.data.TaskPoolStrategy(size=cfg.data.synth_parallelism))
-        ds = ds.map_batches(Tokenize, batch_size=4, compute=ray.data.ActorPoolStrategy(size=cfg.data.tokenize_actors),
-                            fn_constructor_args=(tok_info["speech_dir"], tok_info["text_dir"],
-                                                 cfg.tokenizer.frame_rate_hz))
-        n_shards = len({it["shard"] for it in todo})
-        ds = ds.groupby("shard", num_partitions=min(n_shards, 16)).map_groups(write_group, fn_args=(str(out),), batch_format="pandas")
-        written = ds.take_all()
-    else:
-        written = []
-    manifest = build_manifest(cfg, out, tok_info, items)
-    manifest["run"] = {"seconds": round(time.time() - t0, 2), "shards_written": len(written),
-                       "shards_skipped": len({it["shard"] for it in items}) - len(written)}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        written = (_run_ray if engine == "ray" else _run_local)(todo, cfg, tok_info, out, todo_plan, progress)
+    missing = set(plan) - finished_shards(out, plan)
+    if missing:
+        raise RuntimeError(f"{len(missing)} shard(s) not finished (e.g. {sorted(missing)[:3]}): re-run to resume")
+    manifest = build_manifest(cfg, out, tok_info, items, plan, chash)
+    manifest["run"] = {"seconds": round(time.time() - t0, 2), "shards_written": written,
+                       "shards_skipped": len(finished)}
+    tmp = out / "manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    tmp.replace(out / "manifest.json")
     return manifest
 
 
-def build_manifest(cfg: Config, out: Path, tok_info: dict, items: list[dict]) -> dict:
-    dones = [json.loads(p.read_text()) for p in sorted((out / "_done").glob("*.json"))]
-    sources: dict[str, dict] = {}
+def build_manifest(cfg: Config, out: Path, tok_info: dict, items: list[dict], plan: dict, chash: str) -> dict:
+    dones = [json.loads(done_path(out, s).read_text()) for s in sorted(plan)]
+    sources: dict[str, dict] = {s.name: {"read": 0, "accepted": 0, "rejected": 0, "hours": 0.0, "kind": s.kind,
+                                         "weight": s.weight} for s in cfg.data.sources}
     shard_entries, rejects = [], []
     for d in dones:
-        s = sources.setdefault(d["source"], {"read": 0, "accepted": 0, "rejected": 0, "hours": 0.0})
+        s = sources[d["source"]]
         s["read"] += d["read"]
         s["accepted"] += d["accepted"]
         s["rejected"] += len(d["rejects"])
@@ -234,19 +385,16 @@ def build_manifest(cfg: Config, out: Path, tok_info: dict, items: list[dict]) ->
         if d["entry"]:
             s["hours"] = round(s["hours"] + d["entry"]["audio_s"] / 3600, 6)
             shard_entries.append({**d["entry"], "source": d["source"], "split": d["shard"].split("/")[0]})
-    with open(out / "rejects.jsonl", "w") as f:
-        for r in sorted(rejects, key=lambda r: r["key"]):
-            f.write(json.dumps(r, sort_keys=True) + "\n")
-    weights = {s.name: s.weight for s in cfg.data.sources}
     for name, s in sources.items():
-        s["weight"] = weights.get(name, 1.0)
+        if s["accepted"] + s["rejected"] != s["read"]:
+            raise RuntimeError(f"source {name}: accepted {s['accepted']} + rejected {s['rejected']} != read {s['read']}")
+    tmp = out / "rejects.jsonl.tmp"
+    with open(tmp, "w") as f:
+        f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in sorted(rejects, key=lambda r: r["key"]))
+    tmp.replace(out / "rejects.jsonl")
     speech_meta = json.loads((Path(tok_info["speech_dir"]) / "speech_tokenizer.json").read_text())
     return {
-        "config_hash": hashlib.sha256(json.dumps(
-            {"data": cfg.data.model_dump(mode="json", exclude={"output_dir", "tokenize_actors",
-                                                               "synth_parallelism", "shuffle_buffer"}),
-             "synth": cfg.synth.model_dump(mode="json"), "tokenizer": cfg.tokenizer.model_dump(mode="json")},
-            sort_keys=True).encode()).hexdigest()[:16],
+        "config_hash": chash,
         "planned": len(items),
         "shards": sorted(shard_entries, key=lambda e: e["path"]),
         "sources": sources,

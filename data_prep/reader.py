@@ -1,40 +1,82 @@
-"""Streaming training reader: shards → records, split by worker, shuffled, mixed by weight.
+"""Streaming training reader: shards → records, split by node and worker, shuffled, mixed by weight.
 
-Plain Python (no Ray): each Ray Train worker builds one ``ShardStream`` with its rank.
+Plain Python (no Ray): each Ray Train worker builds one ``ShardStream`` with its rank; inside a
+``torch.utils.data.DataLoader`` worker the stream splits further by loader worker on its own.
 
-* split: with at least as many shards as workers, worker r reads shards r, r+W, ...; with
-  fewer, every worker reads every shard and keeps samples r, r+W, ... .
-* mixing: each source is its own endless stream; the next record comes from source s with
-  probability weight_s / sum(weights) (OmniChat's alpha), drawn from a seeded RNG.
-* a shard that fails to read (or fails sha256 when ``verify``) is reported once and skipped.
+* where: ``data_dir`` is a local folder or any pyarrow filesystem URI (``s3://bucket/data``,
+  ``gs://…``, ``file:///…``); shards are read through ``pyarrow.fs`` (one sequential read each).
+* split: the readers are ``world_size × loader workers`` slots; slot ``i`` reads shards
+  ``i, i+N, …`` of each source; a source with fewer shards than slots is read by every slot,
+  which keeps samples ``i, i+N, …`` instead. Slots never overlap and together cover every sample.
+* shuffle: shard order reshuffled every epoch (seeded), then a ``shuffle_buffer``-record buffer.
+* mixing: each source is its own endless stream; the next record comes from source ``s`` with
+  probability ``weight_s / sum(weights)`` (OmniChat's alpha), drawn from a seeded RNG.
+* failure: a shard that fails to read or decode (or fails sha256 when ``verify``) is logged,
+  listed in ``stream.skipped`` and never read again; a source whose every shard failed is dropped;
+  when no source is left the stream raises instead of hanging.
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
 import random
 import zlib
-from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 from data_prep import shards as S
 
 log = logging.getLogger("omni.reader")
+UNIT_FIELDS = ("json", "user_units.npy", "assistant_units.npy")
 
 
-def load_manifest(data_dir: str | Path) -> dict:
-    p = Path(data_dir) / "manifest.json"
-    if not p.exists():
-        raise FileNotFoundError(f"no manifest at {p}: run `python -m jobs.prepare_data --config CFG` first")
-    return json.loads(p.read_text())
+def _fs(data_dir: str):
+    """``(pyarrow filesystem, base path)`` for a local path or a URI."""
+    from pyarrow import fs
+
+    data_dir = str(data_dir)
+    if "://" in data_dir:
+        filesystem, base = fs.FileSystem.from_uri(data_dir)
+        return filesystem, base.rstrip("/")
+    import os
+    return fs.LocalFileSystem(), os.path.abspath(data_dir)
+
+
+def _read_bytes(filesystem, path: str) -> bytes:
+    with filesystem.open_input_stream(path) as f:
+        return f.read()
+
+
+def load_manifest(data_dir) -> dict:
+    filesystem, base = _fs(data_dir)
+    try:
+        return json.loads(_read_bytes(filesystem, f"{base}/manifest.json"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no manifest at {data_dir}/manifest.json: run `python -m jobs.prepare_data "
+                                f"--config CFG` first") from None
+
+
+def _loader_worker() -> tuple[int, int]:
+    """``(id, count)`` of the torch DataLoader worker running this code, ``(0, 1)`` outside one."""
+    import sys
+    if "torch" not in sys.modules:  # no torch loaded: not inside a DataLoader worker
+        return 0, 1
+    from torch.utils.data import get_worker_info
+    info = get_worker_info()
+    return (info.id, info.num_workers) if info is not None else (0, 1)
 
 
 class ShardStream:
-    def __init__(self, data_dir: str | Path, split: str = "train", rank: int = 0, world_size: int = 1,
+    """Iterable of decoded records (``data_prep.shards.decode_sample``) for one reader slot."""
+
+    def __init__(self, data_dir, split: str = "train", rank: int = 0, world_size: int = 1,
                  seed: int = 0, shuffle_buffer: int = 64, weights: dict[str, float] | None = None,
                  verify: bool = False, loop: bool = True, audio: bool = False):
-        self.data_dir = Path(data_dir)
-        manifest = load_manifest(data_dir)
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world_size {world_size}")
+        self.data_dir = str(data_dir)
+        self.fs, self.base = _fs(self.data_dir)
+        manifest = load_manifest(self.data_dir)
         self.by_source: dict[str, list[dict]] = {}
         for e in manifest["shards"]:
             if e["split"] == split:
@@ -44,57 +86,71 @@ class ShardStream:
                              f"split (more data, or a different data.heldout_fraction)")
         w = {name: info.get("weight", 1.0) for name, info in manifest["sources"].items()}
         w.update(weights or {})
-        self.weights = {s: w.get(s, 1.0) for s in self.by_source}
+        self.weights = {s: float(w.get(s, 1.0)) for s in self.by_source}
+        bad = {s: v for s, v in self.weights.items() if not v > 0}
+        if bad:
+            raise ValueError(f"mixing weights must be > 0, got {bad}")
         self.rank, self.world, self.seed = rank, world_size, seed
-        self.shuffle_buffer, self.verify, self.loop, self.audio = shuffle_buffer, verify, loop, audio
+        self.shuffle_buffer, self.verify, self.loop, self.audio = max(1, shuffle_buffer), verify, loop, audio
         self.skipped: dict[str, str] = {}
         self.position = {"records": 0, "epoch": {s: 0 for s in self.by_source}}
+        self.fields = S.FIELDS if audio else UNIT_FIELDS
 
     # one source, endless (or one pass)
-    def _source_iter(self, source: str) -> Iterator[dict]:
-        entries = self.by_source[source]
+    def _source_iter(self, source: str, slot: int, slots: int) -> Iterator[dict]:
+        entries = sorted(self.by_source[source], key=lambda e: e["path"])
         epoch = 0
         while True:
-            rng = random.Random(zlib.crc32(f"{self.seed}/{source}/{epoch}".encode()))
             order = entries[:]
-            rng.shuffle(order)
-            if len(order) >= self.world:
-                mine, stride = order[self.rank::self.world], 1
+            random.Random(zlib.crc32(f"{self.seed}/{source}/{epoch}".encode())).shuffle(order)
+            if len(order) >= slots:
+                mine, stride = order[slot::slots], 1
             else:
-                mine, stride = order, self.world
-            n = 0
-            yielded = 0
+                mine, stride = order, slots
+            n, yielded, readable = 0, 0, 0
             for e in mine:
-                for raw in self._read(e):
-                    if stride == 1 or n % stride == self.rank:
+                samples = self._read(e)
+                if samples is None:
+                    continue
+                readable += 1
+                for rec in samples:
+                    if stride == 1 or n % stride == slot:
                         yielded += 1
-                        yield S.decode_sample(raw, audio=self.audio)
+                        yield rec
                     n += 1
             self.position["epoch"][source] = epoch = epoch + 1
             if not self.loop:
                 return
-            if yielded == 0:
-                raise RuntimeError(f"source {source!r}: worker {self.rank} got no readable samples "
-                                   f"(skipped shards: {self.skipped})")
+            if yielded == 0:  # nothing readable for this slot: drop the source instead of spinning
+                log.warning("source %s: reader slot %d/%d has no readable samples (skipped: %s); dropping it",
+                            source, slot, slots, self.skipped)
+                return
 
-    def _read(self, entry: dict) -> Iterator[dict]:
-        path = self.data_dir / entry["path"]
-        if str(path) in self.skipped:
-            return
+    def _read(self, entry: dict) -> list[dict] | None:
+        """All decoded samples of one shard, or None (reported once) when it cannot be read."""
+        path = f"{self.base}/{entry['path']}"
+        if path in self.skipped:
+            return None
         try:
-            if self.verify and S.sha256_file(path) != entry["sha256"]:
-                raise ValueError("sha256 mismatch")
-            items = list(S.iter_shard(path, fields=S.FIELDS if self.audio else
-                                      ("json", "user_units.npy", "assistant_units.npy")))
-        except Exception as e:
-            self.skipped[str(path)] = f"{type(e).__name__}: {e}"
+            data = _read_bytes(self.fs, path)
+            if self.verify:
+                import hashlib
+                got = hashlib.sha256(data).hexdigest()
+                if got != entry["sha256"]:
+                    raise ValueError(f"sha256 mismatch: manifest {entry['sha256'][:12]}…, file {got[:12]}…")
+            # decode the whole shard now: a corrupt member fails here, before any of its samples is used
+            samples = [S.decode_sample(s, audio=self.audio) for s in S.iter_shard(io.BytesIO(data), fields=self.fields)]
+        except Exception as e:  # noqa: BLE001 - any failure of one shard: report and skip it
+            self.skipped[path] = f"{type(e).__name__}: {e}"
             log.warning("skipping unreadable shard %s: %s", path, e)
-            return
-        yield from items
+            return None
+        return samples
 
     def __iter__(self) -> Iterator[dict]:
-        rng = random.Random(self.seed * 1000 + self.rank)
-        streams = {s: self._source_iter(s) for s in self.by_source}
+        wid, nw = _loader_worker()
+        slot, slots = self.rank * nw + wid, self.world * nw
+        rng = random.Random(zlib.crc32(f"{self.seed}/mix/{slot}".encode()))
+        streams = {s: self._source_iter(s, slot, slots) for s in sorted(self.by_source)}
         buffer: list[dict] = []
         while streams:
             names = list(streams)
@@ -112,3 +168,6 @@ class ShardStream:
         for rec in buffer:
             self.position["records"] += 1
             yield rec
+        if self.loop:  # an endless stream only ends when every source became unreadable
+            raise RuntimeError(f"no readable samples left in {self.data_dir} for reader slot {slot}/{slots} "
+                               f"(skipped shards: {self.skipped})")

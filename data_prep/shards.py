@@ -11,8 +11,8 @@ import io
 import json
 import os
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import soundfile as sf
@@ -79,10 +79,12 @@ def write_shard(path: str | os.PathLike, samples: list[dict[str, bytes]]) -> dic
     return {"path": str(path), "sha256": sha256_file(path), "samples": len(samples), "bytes": path.stat().st_size}
 
 
-def iter_shard(path: str | os.PathLike, fields: tuple[str, ...] = FIELDS) -> Iterator[dict]:
-    """Yield ``{"__key__", field: bytes...}`` per sample in a shard (only the asked fields)."""
+def iter_shard(path, fields: tuple[str, ...] = FIELDS) -> Iterator[dict]:
+    """Yield ``{"__key__", field: bytes...}`` per sample in a shard (only the asked fields).
+
+    ``path``: a file path or a binary file object (read as a stream)."""
     current: dict | None = None
-    with tarfile.open(path, "r") as tar:
+    with (tarfile.open(fileobj=path, mode="r|") if hasattr(path, "read") else tarfile.open(path, "r|")) as tar:
         for m in tar:
             if not m.isfile():
                 continue

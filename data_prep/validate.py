@@ -1,4 +1,26 @@
-"""Row validation: one function, one reason string per failure (None = accepted)."""
+"""Validation: every failure is a :class:`Reject` with a stable code and a readable detail.
+
+A reason string is ``"<code>: <detail>"``; ``rejects.jsonl`` stores it with the row's input.
+Codes (stable, tests and dashboards match on them):
+
+=====================  =====================================================================
+``unreadable``         file missing, unreadable, or the decoder failed
+``truncated``          the header promises more audio than the file holds
+``empty_file``         a 0-byte file
+``not_audio``          the file is not in any audio format libsndfile knows
+``zero_length``        a valid audio file with no samples
+``nan_inf``            NaN or infinite samples
+``clipping``           more than ``data.max_clip_fraction`` of samples at full scale
+``duration``           outside ``[data.min_duration_s, data.max_duration_s]``
+``missing_transcript`` no transcript for an utterance (no text key / no .txt / no line)
+``empty_transcript``   transcript present but blank
+``unknown_emotion``    an emotion (or pitch/speed) label outside ``omni.config.EMOTIONS``
+``path_outside_root``  a manifest path escaping the manifest's folder (``..``, absolute)
+``bad_row``            a manifest line that is not a JSON object with an ``audio`` path
+``qc``                 the synthetic generator's own QC failed
+``bad_record``         structural problems (no turns, channel lengths, timings)
+=====================  =====================================================================
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -6,44 +28,92 @@ import numpy as np
 from omni.config import EMOTIONS, PITCHES, SPEEDS, DataConfig
 
 SAMPLE_RATE_HZ = 16000
+FULL_SCALE = 0.999
+
+
+class Reject(Exception):
+    """A row that must go to ``rejects.jsonl``; ``str(e)`` is the reason ``"code: detail"``."""
+
+    def __init__(self, code: str, detail: str):
+        super().__init__(f"{code}: {detail}")
+        self.code, self.detail = code, detail
+
+
+def check_wave(wave: np.ndarray, cfg: DataConfig, what: str = "audio") -> None:
+    """Sample-level checks on decoded audio (any rate, any channels), before resampling."""
+    if wave.size == 0:
+        raise Reject("zero_length", f"{what} has no samples")
+    if not np.all(np.isfinite(wave)):
+        bad = int(np.sum(~np.isfinite(wave)))
+        raise Reject("nan_inf", f"{what} has {bad} NaN/inf samples")
+    clip = float(np.mean(np.abs(wave) >= FULL_SCALE))
+    if clip > cfg.max_clip_fraction:
+        raise Reject("clipping", f"{what}: {clip:.3f} of samples at full scale (> data.max_clip_fraction="
+                                 f"{cfg.max_clip_fraction})")
+
+
+def check_duration(duration_s: float, cfg: DataConfig, what: str = "audio") -> None:
+    if not cfg.min_duration_s <= duration_s <= cfg.max_duration_s:
+        raise Reject("duration", f"{what} lasts {duration_s:.2f}s, outside [{cfg.min_duration_s}, "
+                                 f"{cfg.max_duration_s}] s (data.min_duration_s / data.max_duration_s)")
+
+
+def check_text(text, what: str = "transcript", required: bool = True) -> str:
+    if text is None:
+        if required:
+            raise Reject("missing_transcript", f"no {what}")
+        return ""
+    if not isinstance(text, str):
+        raise Reject("missing_transcript", f"{what} is {type(text).__name__}, expected a string")
+    if required and not text.strip():
+        raise Reject("empty_transcript", f"{what} is blank")
+    return text.strip()
+
+
+def check_label(field: str, value, allowed: tuple[str, ...], where: str = "") -> None:
+    if value not in allowed:
+        code = "unknown_emotion" if field == "emotion" else f"unknown_{field}"
+        raise Reject(code, f"{where}{field} label {value!r} not in ({', '.join(allowed)})")
 
 
 def validate_record(rec: dict, cfg: DataConfig) -> str | None:
+    """Whole-record checks on a 16 kHz dialogue record; returns the reason or None (accepted)."""
+    try:
+        _validate(rec, cfg)
+    except Reject as e:
+        return str(e)
+    return None
+
+
+def _validate(rec: dict, cfg: DataConfig) -> None:
     meta = rec.get("meta") or {}
     turns = meta.get("turns") or []
     qc = meta.get("qc")
     if isinstance(qc, dict) and qc.get("passed") is False:
-        return "qc: " + "; ".join(map(str, qc.get("reasons") or ["failed"]))
+        raise Reject("qc", "; ".join(map(str, qc.get("reasons") or ["failed"])))
     if not turns:
-        return "no turns"
+        raise Reject("bad_record", "no turns")
     user, asst = rec.get("user"), rec.get("assistant")
     if user is None or asst is None:
-        return "missing audio channel"
+        raise Reject("bad_record", "missing audio channel")
     if len(user) != len(asst):
-        return f"channel lengths differ ({len(user)} vs {len(asst)} samples)"
+        raise Reject("bad_record", f"channel lengths differ ({len(user)} vs {len(asst)} samples)")
     if len(user) == 0:
-        return "zero-length audio"
+        raise Reject("zero_length", "record has no samples")
     for name, ch in (("user", user), ("assistant", asst)):
-        if not np.all(np.isfinite(ch)):
-            return f"{name} channel has NaN/inf samples"
-        clip = float(np.mean(np.abs(ch) >= 0.999))
-        if clip > cfg.max_clip_fraction:
-            return f"{name} channel clipped: {clip:.3f} of samples at full scale (> {cfg.max_clip_fraction})"
+        check_wave(np.asarray(ch), cfg, f"{name} channel")
     dur = len(user) / SAMPLE_RATE_HZ
-    if not cfg.min_duration_s <= dur <= cfg.max_duration_s:
-        return f"duration {dur:.2f}s outside [{cfg.min_duration_s}, {cfg.max_duration_s}] s"
+    check_duration(dur, cfg, "record")
+    transcribed = meta.get("transcribed", True)
     if not any(t.get("speaker") == "assistant" for t in turns):
-        return "no assistant turn"
+        raise Reject("bad_record", "no assistant turn")
     for i, t in enumerate(turns):
         if t.get("speaker") not in ("user", "assistant"):
-            return f"turn {i}: unknown speaker {t.get('speaker')!r}"
-        if not str(t.get("spoken_text", t.get("text", ""))).strip():
-            return f"turn {i}: empty transcript"
-        for field, allowed in (("emotion", EMOTIONS), ("pitch", PITCHES), ("speed", SPEEDS)):
-            v = t.get(field, allowed[0] if field == "emotion" else "normal")
-            if v not in allowed:
-                return f"turn {i}: unknown {field} label {v!r} (allowed: {', '.join(allowed)})"
+            raise Reject("bad_record", f"turn {i}: unknown speaker {t.get('speaker')!r}")
+        check_text(t.get("spoken_text", t.get("text")), f"turn {i} transcript", required=transcribed)
+        for field, allowed, default in (("emotion", EMOTIONS, "neutral"), ("pitch", PITCHES, "normal"),
+                                        ("speed", SPEEDS, "normal")):
+            check_label(field, t.get(field, default), allowed, f"turn {i}: ")
         s, e = t.get("start_s"), t.get("end_s")
         if s is None or e is None or not 0 <= s < e <= dur + 1e-3:
-            return f"turn {i}: timing [{s}, {e}] outside the {dur:.2f}s recording"
-    return None
+            raise Reject("bad_record", f"turn {i}: timing [{s}, {e}] outside the {dur:.2f}s recording")

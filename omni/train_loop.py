@@ -119,6 +119,8 @@ def stage_examples(cfg: Config, stage: str, vocab, speech, records: Iterator[dic
 
     st = cfg.stages.get(stage)
     for rec in records:
+        if stage != "align" and rec["meta"].get("task") == "utterance":
+            continue  # single utterances (manifest, LibriSpeech) only make ASR/TTS pairs
         try:
             d = Dialogue.from_record(rec, frame_rate_hz=speech.frame_rate_hz, silence_unit=speech.silence_unit)
             exs = flatten(stage, d, vocab, st)
