@@ -174,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     if flags["stage"] != OMNICHAT:
         cfg.stages.get(flags["stage"])
     init_ray()
-    res = run_stage(cfg, flags["stage"], flags["init_from"])
+    init_from = str(Path(flags["init_from"]).resolve()) if flags["init_from"] else None  # workers run elsewhere
+    res = run_stage(cfg, flags["stage"], init_from)
     print(json.dumps({"stage": flags["stage"], "export_dir": res["export_dir"], "run_id": res["run_id"],
                       "loss": res["metrics"].get("loss")}))
     return 0

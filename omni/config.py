@@ -434,12 +434,12 @@ _PATH_FIELDS = ("data.output_dir", "train.output_dir", "train.storage_path", "ev
 def resolve_paths(cfg: Config, base: str | os.PathLike | None = None) -> Config:
     """Copy of ``cfg`` with every local path made absolute (against ``base``, default the cwd),
     so Ray workers, whose working directory differs, see the same files. URIs (``s3://``,
-    ``models:/``) are left alone."""
+    ``models:/``) and packaged models (``pretrained:NAME``) are left alone."""
     base = Path(base or os.getcwd())
     tree = cfg.model_dump(mode="json")
 
     def fix(v):
-        if not v or "://" in v or v.startswith("models:/"):
+        if not v or "://" in v or v.startswith(("models:/", "pretrained:")):
             return v
         return str((base / v).resolve()) if not os.path.isabs(v) else v
 

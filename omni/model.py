@@ -4,8 +4,10 @@
   :class:`omni.config.ModelConfig`, ``vocab_size = vocab.size``, seeded random init, tied
   embeddings (like Qwen2-0.5B).
 - ``backbone: pretrained``: weights from a local folder (``local_files_only``, never a
-  download); the embedding / LM head is resized to ``vocab.size`` (text rows keep their
-  pretrained values, specials and units are appended rows).
+  download) of any causal-LM architecture transformers knows (Qwen2, Llama: SmolLM2 via
+  ``model.path: pretrained:smollm2-135m``, see :mod:`omni.pretrained`); the embedding / LM head
+  is resized to ``vocab.size`` (text rows keep their pretrained values, specials and units are
+  appended rows; an omni export, i.e. the previous stage, keeps all its trained rows).
 - ``lora: true``: peft LoRA on ``lora_targets`` with the appended rows (specials + units)
   trainable through ``trainable_token_indices`` (text rows stay frozen).
 
@@ -52,7 +54,9 @@ def _tiny_qwen2(cfg: ModelConfig, vocab: Vocab):
 
 def _pretrained(cfg: ModelConfig, vocab: Vocab):
     from transformers import AutoModelForCausalLM
-    path = Path(cfg.path or "")
+
+    from omni.pretrained import resolve_path
+    path = Path(resolve_path(cfg.path) or "")
     if not path.is_dir() or not (path / "config.json").is_file():
         raise FileNotFoundError(f"model.path {str(path)!r} is not a local model folder with config.json "
                                 f"(nothing is downloaded; point model.path at saved weights)")
@@ -63,16 +67,19 @@ def _pretrained(cfg: ModelConfig, vocab: Vocab):
     if vocab.text_size > rows:
         raise VocabMismatchError(f"text tokenizer has {vocab.text_size} ids but the backbone at {path} has only "
                                  f"{rows} embedding rows: use the backbone's own tokenizer (tokenizer.text: pretrained)")
+    # A raw backbone: rows from text_size on (new rows, and unused padding rows reused for specials)
+    # get a small random init. An omni export (a previous stage) keeps its trained rows.
+    first_new = rows if (path / "export.json").is_file() else vocab.text_size
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         model.resize_token_embeddings(vocab.size, mean_resizing=False)
         emb = model.get_input_embeddings().weight
-        with torch.no_grad():  # new rows (and any unused padding rows reused for specials): small random init
+        with torch.no_grad():
             std = float(emb[:vocab.text_size].std())
-            emb[vocab.text_size:].normal_(0.0, std)
+            emb[first_new:].normal_(0.0, std)
             out = model.get_output_embeddings().weight
             if out is not emb:
-                out[vocab.text_size:].normal_(0.0, float(out[:vocab.text_size].std()))
+                out[first_new:].normal_(0.0, float(out[:vocab.text_size].std()))
     model.config.pad_token_id = vocab.special("pad")
     model.config.eos_token_id = vocab.special("eot")
     return model

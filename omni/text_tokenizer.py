@@ -57,8 +57,10 @@ class TextTokenizer:
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> TextTokenizer:
         """Backbone tokenizer from a local folder (``tokenizer.json``, else
-        ``transformers.AutoTokenizer(local_files_only=True)``). Never downloads."""
-        p = Path(path)
+        ``transformers.AutoTokenizer(local_files_only=True)``); ``pretrained:NAME`` resolves
+        through :func:`omni.pretrained.resolve_path`. Never downloads."""
+        from omni.pretrained import resolve_path
+        p = Path(resolve_path(path))
         if not p.is_dir():
             raise FileNotFoundError(f"tokenizer folder not found: {p} (set tokenizer.text_path to "
                                     f"a local folder with tokenizer.json; nothing is downloaded)")

@@ -2,13 +2,14 @@
 
 Always: duration, clipping, silence ratio (timeline with nobody speaking), per-turn presence of
 speech and speech loudness. Optionally: ASR word error rate per turn against ``spoken_text``
-(ShareChatX keeps WER <= 5%) with a pluggable ``asr(wave16k) -> str`` -- e.g.
-:func:`whisper_asr` (faster-whisper, imported lazily, model from a local folder) or the
-project's own aligned checkpoint wrapped in a function.
+(ShareChatX keeps WER <= 5%; the threshold is ``synth.qc_max_wer``) with a pluggable
+``asr(wave16k) -> str`` -- any :class:`omni.asr.ASR` (e.g. :func:`whisper_asr`: Whisper base,
+``synth.qc_asr_path: pretrained:whisper-base``; or ``omni.asr.AlignedASR(export_dir)``).
+:func:`pass_table` summarises the pass fraction per voice and per emotion style.
 """
 from __future__ import annotations
 
-import re
+from collections import defaultdict
 from typing import Callable
 
 import numpy as np
@@ -16,28 +17,19 @@ import numpy as np
 SR = 16000
 ASR = Callable[[np.ndarray], str]
 
-_NUMS = {"0": "zero", "1": "one", "2": "two", "3": "three", "4": "four", "5": "five", "6": "six", "7": "seven",
-         "8": "eight", "9": "nine", "10": "ten"}
 
 
 def normalize_text(text: str) -> str:
-    """Lower case, no punctuation, hyphens split, small digits spelled out, collapsed spaces."""
-    text = text.lower().replace("-", " ")
-    text = re.sub(r"[^a-z0-9' ]+", " ", text)
-    return " ".join(_NUMS.get(w, w) for w in text.replace("'", "").split())
+    """Lower case, no punctuation or apostrophes, hyphens split, numbers spelled out, collapsed
+    spaces: :func:`omni.asr.normalize_for_wer` (shared with evaluation and benchmarks)."""
+    from omni.asr import normalize_for_wer
+    return normalize_for_wer(text)
 
 
 def wer(reference: str, hypothesis: str) -> float:
-    """Word error rate after :func:`normalize_text` (Levenshtein over words)."""
-    ref, hyp = normalize_text(reference).split(), normalize_text(hypothesis).split()
-    if not ref:
-        return 0.0 if not hyp else 1.0
-    d = np.arange(len(hyp) + 1)
-    for i, r in enumerate(ref, 1):
-        prev, d[0] = d.copy(), i
-        for j, h in enumerate(hyp, 1):
-            d[j] = min(prev[j] + 1, d[j - 1] + 1, prev[j - 1] + (r != h))
-    return float(d[len(hyp)] / len(ref))
+    """Word error rate after :func:`normalize_text` (Levenshtein over words): :func:`omni.asr.wer`."""
+    from omni.asr import wer as _wer
+    return _wer(reference, hypothesis)
 
 
 def _db(x: np.ndarray) -> float:
@@ -100,36 +92,50 @@ def asr_checks(record: dict, asr: ASR, max_wer: float, clean: list[np.ndarray] |
         if w > max_wer:
             reasons.append(f"turn {k} WER {w:.2f} > {max_wer}: heard {hyp!r} for {t['spoken_text']!r}")
     return reasons, {"max_wer": round(max(wers), 4) if wers else 0.0,
-                     "mean_wer": round(float(np.mean(wers)), 4) if wers else 0.0}
+                     "mean_wer": round(float(np.mean(wers)), 4) if wers else 0.0,
+                     "turn_wers": [round(w, 4) for w in wers]}
 
 
-_ASR_CACHE: dict[str, ASR] = {}
+def pass_table(records_meta: list[dict], max_wer: float) -> dict:
+    """Fraction of ASR-checked turns with WER <= ``max_wer``, per voice and per emotion style.
+
+    ``records_meta``: dialogue ``meta`` dicts whose ``qc`` holds ``turn_wers`` (QC run with an ASR).
+    Returns ``{"voice": {name: {"turns", "pass_fraction", "mean_wer"}}, "emotion": {...}, "all": {...}}``."""
+    groups: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for meta in records_meta:
+        wers = meta.get("qc", {}).get("turn_wers")
+        if wers is None:
+            raise ValueError(f"record {meta.get('id')!r} has no qc.turn_wers: run QC with an ASR (synth.qc_max_wer)")
+        turns = [t for t in meta["turns"] if t.get("kind", "turn") == "turn"]
+        for t, w in zip(turns, wers):
+            for key in (("voice", meta["voices"][t["speaker"]]), ("emotion", t.get("emotion", "neutral")), ("all", "all")):
+                groups[key].append(w)
+    out: dict = {"voice": {}, "emotion": {}, "all": {}}
+    for (kind, name), ws in sorted(groups.items()):
+        out[kind][name] = {"turns": len(ws), "pass_fraction": round(float(np.mean(np.array(ws) <= max_wer)), 4),
+                           "mean_wer": round(float(np.mean(ws)), 4)}
+    return out
 
 
-def whisper_asr(model_path: str, cpu_threads: int = 1) -> ASR:
-    """``asr(wave16k) -> text`` from a local faster-whisper (CTranslate2) model folder.
+_ASR_CACHE: dict[tuple, ASR] = {}
 
-    faster-whisper is optional: install it with ``pip install faster-whisper``. Nothing is
-    downloaded: ``model_path`` must be a folder holding ``model.bin`` and ``config.json``."""
-    if model_path in _ASR_CACHE:
-        return _ASR_CACHE[model_path]
+
+def whisper_asr(model_path: str | None = "pretrained:whisper-base", cpu_threads: int | None = None) -> ASR:
+    """``asr(wave16k) -> text``: :class:`omni.asr.WhisperASR` (faster-whisper, int8) from a local
+    CTranslate2 folder or ``pretrained:whisper-base`` (assembled by ``make models``); one model
+    per process and folder. ``cpu_threads`` default: ``$OMNI_ASR_THREADS`` or 2. Nothing is downloaded."""
     import os
-    if not os.path.isfile(os.path.join(model_path, "model.bin")):
-        raise FileNotFoundError(f"synth.qc_asr_path={model_path!r} is not a faster-whisper model folder "
-                                "(needs model.bin + config.json; nothing is downloaded)")
-    try:
-        from faster_whisper import WhisperModel
-    except ImportError as e:
-        raise ImportError("ASR QC with synth.qc_asr_path needs the optional package faster-whisper: "
-                          "pip install faster-whisper (or pass your own asr callable)") from e
-    model = WhisperModel(model_path, device="cpu", compute_type="int8", cpu_threads=cpu_threads)
 
-    def asr(wave: np.ndarray) -> str:
-        segments, _ = model.transcribe(wave, language="en", beam_size=1)
-        return " ".join(s.text.strip() for s in segments)
-
-    _ASR_CACHE[model_path] = asr
-    return asr
+    from omni.pretrained import resolve_path
+    path = resolve_path(model_path or "pretrained:whisper-base")
+    key = (path, cpu_threads)
+    if key not in _ASR_CACHE:
+        if not os.path.isfile(os.path.join(path, "model.bin")):
+            raise FileNotFoundError(f"synth.qc_asr_path={model_path!r} is not a faster-whisper model folder "
+                                    "(needs model.bin + config.json; or use pretrained:whisper-base after `make models`)")
+        from omni.asr import WhisperASR
+        _ASR_CACHE[key] = WhisperASR(path, cpu_threads=cpu_threads)
+    return _ASR_CACHE[key]
 
 
 def run_qc(record: dict, *, asr: ASR | None = None, max_wer: float | None = None,
