@@ -37,6 +37,7 @@ def demo(tmp_path_factory):
     (out / "demo.log").write_text(r.stdout + "\n" + r.stderr)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
     summary = json.loads(r.stdout.strip().splitlines()[-1])
+    summary["overrides"] = overrides
     return out, summary, r.stdout
 
 
@@ -111,3 +112,28 @@ def test_eval_report_written(demo):
         assert 0 < d["loss"] < 20
     assert 0 <= rep["asr"]["cer"] and rep["duplex"]["conversations"] == 1 and rep["duplex"]["rtf"] > 0
     assert (out / "tiny" / "eval" / "eval_losses.png").stat().st_size > 1000
+
+
+def test_curriculum_rerun_resumes_after_driver_died_between_stages(demo):
+    """The driver writes curriculum.json after each stage; one killed after full_duplex_3 leaves
+    three stages in it. Running the same command again must train only full_duplex_2, under the
+    same MLflow parent run. (Runs last: it replaces the demo's final export.)"""
+    out, summary, _ = demo
+    state_file = out / "tiny" / "checkpoints" / "curriculum.json"
+    state = json.loads(state_file.read_text())
+    parent = state["parent_run_id"]
+    del state["stages"]["full_duplex_2"]
+    state_file.write_text(json.dumps(state))
+    r = subprocess.run([sys.executable, "-m", "jobs.curriculum", "--config", "configs/tiny.yaml",
+                        *summary["overrides"]], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-4000:]
+    for st in STAGES[:3]:
+        assert f"[curriculum] {st}: already done" in r.stdout
+    assert "[curriculum] full_duplex_2: training from" in r.stdout
+    after = json.loads(state_file.read_text())
+    assert after["parent_run_id"] == parent and list(after["stages"]) == STAGES
+    db = sqlite3.connect(out / "mlflow.db")
+    runs = db.execute("select r.name from runs r join tags t on r.run_uuid = t.run_uuid "
+                      "where t.key = 'mlflow.parentRunId' and t.value = ?", (parent,)).fetchall()
+    assert sorted(n for (n,) in runs).count("tiny-full_duplex_2") == 2   # the first and the resumed
+    assert sorted(n for (n,) in runs).count("tiny-align") == 1           # not retrained
