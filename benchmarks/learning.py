@@ -58,10 +58,10 @@ def main() -> None:
     import torch
 
     from data_prep.reader import ShardStream
-    from jobs.evaluate import greedy
     from omni.config import load_config, resolve_paths
     from omni.formats import Dialogue, align_pairs
     from omni.metrics.text import cer
+    from omni.model import greedy_decode as greedy
     from omni.model import load_export
     from omni.train_loop import LoopContext, load_assets, stage_examples, train_loop
 

@@ -196,19 +196,9 @@ class AlignedASR(ASR):
         """Greedy decode of the text after ``<asr> units <text>`` (stops at ``<eot>``)."""
         import torch
         v, model = self.export.vocab, self.export.model
-        ids = torch.tensor([[v.special("asr"), *v.units_to_ids(np.asarray(units)).tolist(), v.special("text")]])
-        allowed = torch.from_numpy(self._allowed)
-        out, past = [], None
-        with torch.no_grad():
-            for _ in range(self.max_new_tokens):
-                res = model(input_ids=ids, past_key_values=past, use_cache=True)
-                past = res.past_key_values
-                nxt = int(res.logits[0, -1].masked_fill(~allowed, float("-inf")).argmax())
-                if nxt == v.special("eot"):
-                    break
-                out.append(nxt)
-                ids = torch.tensor([[nxt]])
-        return out
+        from omni.model import greedy_decode
+        prompt = [v.special("asr"), *v.units_to_ids(np.asarray(units)).tolist(), v.special("text")]
+        return greedy_decode(model, prompt, torch.from_numpy(self._allowed), v.special("eot"), self.max_new_tokens)
 
     def _words(self, audio16k: np.ndarray) -> list[Word]:
         text = self.export.text_tokenizer.decode(self.text_ids(self.speech.encode(audio16k)))

@@ -214,3 +214,24 @@ def load_export(export_dir, expect_vocab: Vocab | None = None, dtype: torch.dtyp
     cfg_path = d / "config.resolved.yaml"
     config = load_config(cfg_path) if cfg_path.is_file() else None
     return Export(model, vocab, tok, st if st.is_dir() else None, config, info)
+
+
+def greedy_decode(model, prompt: list[int], allowed: torch.Tensor, stop_id: int, max_new: int) -> list[int]:
+    """Greedy decoding with a KV cache, restricted to the ``allowed`` ids (bool mask over the
+    vocabulary); stops at ``stop_id``, which is not returned. Used by ASR (``<asr> S <text>``),
+    TTS (``<tts> ... <speech>``) and evaluation."""
+    import inspect
+
+    ids = torch.tensor([prompt])
+    out, past = [], None
+    kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    with torch.no_grad():
+        for _ in range(max_new):
+            res = model(input_ids=ids, use_cache=True, logits_to_keep=1, **{kw: past})
+            past = res.past_key_values if getattr(res, "cache", None) is None else res.cache
+            nxt = int(res.logits[0, -1].masked_fill(~allowed, float("-inf")).argmax())
+            if nxt == stop_id:
+                break
+            out.append(nxt)
+            ids = torch.tensor([[nxt]])
+    return out

@@ -17,7 +17,6 @@ A row::
 """
 from __future__ import annotations
 
-import inspect
 import time
 
 import numpy as np
@@ -29,25 +28,12 @@ from omni.metrics.duplex import (
     energy_segments,
     user_turns_from_meta,
 )
+from omni.model import greedy_decode
 
 SAMPLE_RATE_HZ = 16000
 
 
-def greedy(model, prompt: list[int], allowed: torch.Tensor, stop_id: int, max_new: int) -> list[int]:
-    """Greedy decoding restricted to ``allowed`` token ids (bool mask over the vocab)."""
-    ids = torch.tensor([prompt])
-    out, past = [], None
-    kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    with torch.no_grad():
-        for _ in range(max_new):
-            res = model(input_ids=ids, use_cache=True, logits_to_keep=1, **{kw: past})
-            past = res.past_key_values if getattr(res, "cache", None) is None else res.cache
-            nxt = int(res.logits[0, -1].masked_fill(~allowed, float("-inf")).argmax())
-            if nxt == stop_id:
-                break
-            out.append(nxt)
-            ids = torch.tensor([[nxt]])
-    return out
+greedy = greedy_decode  # the one implementation lives in omni.model
 
 
 class RecordEvaluator:

@@ -18,8 +18,8 @@ import json
 import random
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -87,18 +87,9 @@ def make_transcriber(cfg: Config, speech):
 
     def transcribe(wave: np.ndarray, turn: dict) -> list[int]:
         units = speech.encode(wave)
-        ids, out, past = torch.tensor([[v.special("asr"), *v.units_to_ids(np.asarray(units)).tolist(),
-                                        v.special("text")]]), [], None
-        with torch.no_grad():
-            for _ in range(oc.max_new_tokens):
-                res = exp.model(input_ids=ids, past_key_values=past, use_cache=True)
-                past = res.past_key_values
-                nxt = int(res.logits[0, -1].masked_fill(~allowed, float("-inf")).argmax())
-                if nxt == v.special("eot"):
-                    break
-                out.append(nxt)
-                ids = torch.tensor([[nxt]])
-        return out
+        from omni.model import greedy_decode
+        prompt = [v.special("asr"), *v.units_to_ids(np.asarray(units)).tolist(), v.special("text")]
+        return greedy_decode(exp.model, prompt, allowed, v.special("eot"), oc.max_new_tokens)
     return transcribe
 
 
@@ -108,8 +99,15 @@ def train_loop_omnichat(args: dict, ctx=None) -> dict:
 
     from omni.omnichat.evaluate import evaluate_examples
     from omni.omnichat.model import build_omnichat, save_omnichat
-    from omni.train_loop import LoopContext, _ensure_dist, _MlflowLogger, _report, deepspeed_config, load_assets, \
-        lr_lambda
+    from omni.train_loop import (
+        LoopContext,
+        _ensure_dist,
+        _MlflowLogger,
+        _report,
+        deepspeed_config,
+        load_assets,
+        lr_lambda,
+    )
 
     ctx = ctx or LoopContext()
     cfg = Config.model_validate(args["config"])
