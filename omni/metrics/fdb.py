@@ -299,9 +299,37 @@ def load_reference(clip_dir) -> tuple[str, dict]:
                             f"and the parent folder is not one of {', '.join(TASKS)}")
 
 
-def clip_metrics(clip_dir, asr=None, vad_kwargs: dict | None = None) -> dict:
+def load_transcript(clip_dir) -> list[dict] | None:
+    """Word timings ``[{"word", "start", "end"}]`` from ``clip_dir/output.json`` in the benchmark's
+    format (``{"text", "chunks": [{"text", "timestamp": [start, end]}]}``, on the clip's timeline,
+    as ``jobs.duplex_infer --transcribe`` or the benchmark's ``get_transcript/asr.py`` write it);
+    None when there is no such file. Chunks without a start are dropped; a missing end is the start."""
+    import json
+    from pathlib import Path
+
+    f = Path(clip_dir) / "output.json"
+    if not f.exists():
+        return None
+    try:
+        chunks = json.loads(f.read_text()).get("chunks") or []
+    except (ValueError, AttributeError) as e:
+        raise ValueError(f"{f}: not a Full-Duplex-Bench output.json ({e}); delete it or rerun "
+                         "`python -m jobs.duplex_infer ... --transcribe`") from None
+    out = []
+    for c in chunks:
+        ts = list(c.get("timestamp") or [None, None]) + [None, None]
+        if ts[0] is None:
+            continue
+        out.append({"word": str(c.get("text", "")).strip(), "start": float(ts[0]),
+                    "end": float(ts[1] if ts[1] is not None else ts[0])})
+    return out
+
+
+def clip_metrics(clip_dir, asr=None, vad_kwargs: dict | None = None, transcripts: bool = True) -> dict:
     """Metrics of one folder holding ``output.wav`` (+ reference, see :func:`load_reference`).
-    ``asr`` (optional) adds word timings: see :func:`transcribe_words`."""
+    ``asr`` (optional) adds word timings: see :func:`transcribe_words`; without one, and with
+    ``transcripts``, an ``output.json`` beside ``output.wav`` supplies them (see
+    :func:`load_transcript`). ``words_from`` says which: ``"asr"``, ``"output.json"`` or ``"vad"``."""
     from pathlib import Path
 
     import soundfile as sf
@@ -316,7 +344,11 @@ def clip_metrics(clip_dir, asr=None, vad_kwargs: dict | None = None) -> dict:
     duration_s = len(wave) / sr
     ref = {k: (min(v, duration_s) if isinstance(v, float) else v) for k, v in ref.items()}
     segs = energy_vad(wave, sr, **(vad_kwargs or {}))
-    words = transcribe_words(asr, wave, sr) if asr is not None else None
+    if asr is not None:
+        words, words_from = transcribe_words(asr, wave, sr), "asr"
+    else:
+        words = load_transcript(d) if transcripts else None
+        words_from = "vad" if words is None else "output.json"
     if task == "pause_handling":
         m = pause_handling_clip(segs, ref, words)
     elif task == "backchannel":
@@ -325,15 +357,18 @@ def clip_metrics(clip_dir, asr=None, vad_kwargs: dict | None = None) -> dict:
         m = smooth_turn_taking_clip(segs, ref, duration_s, words)
     else:
         m = user_interruption_clip(segs, ref, duration_s, words)
-    return {"clip": d.name, "task": task, **m}
+    return {"clip": d.name, "task": task, "words_from": words_from, **m}
 
 
-def fdb_report(root_dir, *, asr=None, vad_kwargs: dict | None = None, model_name: str = "omni") -> dict:
+def fdb_report(root_dir, *, asr=None, vad_kwargs: dict | None = None, model_name: str = "omni",
+               transcripts: bool = True) -> dict:
     """Full-Duplex-Bench figures for every ``*/output.wav`` under ``root_dir`` (any depth).
 
     Returns ``{"tasks": {task: aggregate}, "clips": [...], "metrics": {flat name: value} (for
     MLflow), "row": our row in the published table's columns, "markdown": table with the
-    published v1.0 rows}``. ``asr`` as in :func:`clip_metrics` (None = voice activity only)."""
+    published v1.0 rows, "transcripts": whether any clip had word timings}``. ``asr`` and
+    ``transcripts`` as in :func:`clip_metrics` (asr=None: each clip's ``output.json`` when present
+    and ``transcripts``, else voice activity only)."""
     from pathlib import Path
 
     root = Path(root_dir)
@@ -341,7 +376,7 @@ def fdb_report(root_dir, *, asr=None, vad_kwargs: dict | None = None, model_name
     if not dirs:
         raise FileNotFoundError(f"no */output.wav under {root}: run `python -m jobs.duplex_infer "
                                 f"--checkpoint MODEL --input-dir {root}` first")
-    clips = [clip_metrics(d, asr, vad_kwargs) for d in dirs]
+    clips = [clip_metrics(d, asr, vad_kwargs, transcripts) for d in dirs]
     tasks = {t: aggregate(t, [c for c in clips if c["task"] == t]) for t in TASKS if any(c["task"] == t for c in clips)}
     metrics = {f"fdb/{t}/{k}": v for t, agg in tasks.items() for k, v in agg.items() if v is not None}
     g = lambda t, k: tasks.get(t, {}).get(k)
@@ -349,7 +384,8 @@ def fdb_report(root_dir, *, asr=None, vad_kwargs: dict | None = None, model_name
            "turn_taking_tor": g("smooth_turn_taking", "tor"), "turn_taking_latency_s": g("smooth_turn_taking", "latency_s"),
            "interruption_tor": g("user_interruption", "tor"), "interruption_latency_s": g("user_interruption", "latency_s")}
     return {"tasks": tasks, "clips": clips, "metrics": metrics, "row": row,
-            "markdown": fdb_markdown({model_name: row}), "transcripts": asr is not None}
+            "markdown": fdb_markdown({model_name: row}),
+            "transcripts": any(c["words_from"] != "vad" for c in clips)}
 
 
 COLUMNS = (("pause_tor", "pause TOR ↓"), ("backchannel_tor", "backchannel TOR ↓"),
