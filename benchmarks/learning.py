@@ -1,6 +1,6 @@
 """Does the tiny curriculum learn? Held-out loss per stage and stream vs a unigram baseline.
 
-    .venv/bin/python benchmarks/learning.py [--dialogues 120] [--steps 300] [--data DIR]
+    .venv/bin/python benchmarks/learning.py [--dialogues 600] [--steps 1500] [--data DIR]
 
 Trains the four stages in order (plain loop, one process: Ray Train adds nothing to what is
 learned and is measured in train_overhead.py), each from the previous export, on a fixed
@@ -8,7 +8,9 @@ synthetic set. For every stage and stream it reports the model's held-out cross-
 the cross-entropy of a unigram model of that stream fitted on the training tokens (add-½
 smoothing) on the same held-out tokens; goal: model ≤ 0.7 × unigram for every stream. Also the
 align stage's ASR CER (greedy, the model's own transcripts of held-out user turns).
-Budget: ≤ 20 CPU-minutes with the defaults. JSON last line.
+Budget: ≤ 20 CPU-minutes with the defaults (measured 2026-11-25 on 2 cores: 343 s wall, so at most
+11.4 CPU-minutes, max ratio 0.62, align ASR CER 0.78). Fewer dialogues overfit: at 240 dialogues
+the half-duplex assistant speech stayed at 0.95x its unigram baseline. JSON last line.
 """
 from __future__ import annotations
 
@@ -50,8 +52,8 @@ def unigram_baseline(train_ex, held_ex) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--dialogues", type=int, default=120)
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--dialogues", type=int, default=600)
+    ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--data", default=None)
     a = ap.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -117,7 +119,10 @@ def main() -> None:
     print(json.dumps({"dialogues": a.dialogues, "steps_per_stage": a.steps, "stages": report,
                       "max_ratio_vs_unigram": max(ratios), "goal_ratio": 0.7, "goal_met": max(ratios) <= 0.7,
                       "wall_s": round(time.time() - t_start, 1),
-                      "cpu_minutes": round((time.process_time() - cpu_start) / 60, 2)}))
+                      "cpu_minutes_training": round((time.process_time() - cpu_start) / 60, 2),
+                      # data prep runs in a Ray subprocess: bound the total by wall time x cores
+                      "cpu_minutes_upper_bound": round((time.time() - t_start) * (os.cpu_count() or 1) / 60, 2),
+                      "goal_cpu_minutes": 20}))
 
 
 if __name__ == "__main__":
