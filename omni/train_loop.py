@@ -87,14 +87,20 @@ def make_optimizer(model, tr) -> torch.optim.Optimizer:
 
 def maybe_inject_fault(rank: int, step: int) -> None:
     """Fault injection for tests and drills: ``OMNI_FAULT_KILL=RANK:STEP:MARKER`` makes that
-    rank SIGKILL itself once, right after finishing STEP (the marker file records that it
-    happened, so the restarted run goes on)."""
+    rank SIGKILL itself once, ``OMNI_FAULT_KILL_DELAY_S`` (default 3) seconds after finishing
+    STEP (the marker file records that it happened, so the restarted run goes on).
+
+    The delay matters: Ray Train V2's controller registers a reported checkpoint when it next
+    polls the workers (every ``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S``); a worker that dies within
+    that window of a report resumes from the checkpoint before it. The drill models a worker
+    dying mid-run, not within milliseconds of a checkpoint."""
     spec = os.environ.get("OMNI_FAULT_KILL")
     if not spec:
         return
     r, s, marker = spec.split(":", 2)
     if int(r) == rank and int(s) == step and not os.path.exists(marker):
         Path(marker).write_text(f"killed rank {rank} after step {step}\n")
+        time.sleep(float(os.environ.get("OMNI_FAULT_KILL_DELAY_S", "3")))
         import signal
         os.kill(os.getpid(), signal.SIGKILL)
 
