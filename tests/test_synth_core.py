@@ -23,6 +23,12 @@ def _rms_db(x):
     return 10 * np.log10(np.mean(x.astype(np.float64) ** 2) + 1e-20)
 
 
+def _frame_db(x, hop=80):
+    """Per-frame RMS level in dB (80 samples = 5 ms frames by default)."""
+    n = len(x) // hop
+    return 10 * np.log10(np.mean(x[:n * hop].reshape(n, hop).astype(np.float64) ** 2, axis=1) + 1e-20)
+
+
 def test_record_contract_and_reproducible_bytes():
     cfg = SynthConfig(seed=7)
     a = generate_dialogue(3, cfg)
@@ -54,8 +60,11 @@ def test_turn_spans_match_channel_energy():
                 a, b = int(t["start_s"] * SR), int(t["end_s"] * SR)
                 assert _rms_db(x[a:b]) > -40, (ch, t)  # speech inside the span
                 mask[max(0, a - 480):b + 480] = True  # 30 ms margin (fade, frame rounding)
-            outside = x[~mask]
-            assert np.abs(outside).max() < 3e-3, ch  # only the -90 dB noise floor outside spans
+            # outside the spans nothing reaches the level that defines a span (duplex.voiced_span: 5 ms
+            # frames within 40 dB of the loudest one); an absolute sample cap (3e-3) failed on faint
+            # fricative tails for some texts (e.g. "...tricks?"), and for indices 4, 6, 9 before issue 5
+            out = np.where(mask, 0.0, x)
+            assert _frame_db(out).max() < _frame_db(x).max() - 40, ch
 
 
 def test_pauses_follow_config_exactly_when_std_is_zero():
@@ -113,7 +122,9 @@ def test_noise_snr_and_event_and_music_scenes():
     noise = [e for e in meta["events"] if e["type"] == "noise"][0]
     assert noise["snr_db"] == 20.0 and noise["start_s"] == 0 and noise["end_s"] == meta["duration_s"]
     x = rec["user"]
-    assert _rms_db(x[int(ev[0]["start_s"] * SR):int(ev[0]["end_s"] * SR)]) > _rms_db(x[-int(0.2 * SR):]) + 6
+    # the event's level is set on its active part (scenes.power), so compare its loudest 50 ms frame
+    # with the noise: whole-window RMS of sparse events (chirps, ticks, typing) sits near the noise
+    assert _frame_db(x[int(ev[0]["start_s"] * SR):int(ev[0]["end_s"] * SR)], 800).max() > _rms_db(x[-int(0.2 * SR):]) + 6
     rec = generate_dialogue(1, _cfg(scenarios=["music"]))
     music = [e for e in rec["meta"]["events"] if e["type"] == "music"]
     assert len(music) == 1 and 40 <= music[0]["tempo_bpm"] <= 200 and music[0]["mode"] in ("major", "minor")
@@ -135,3 +146,22 @@ def test_scene_lengths_always_match_the_timeline():
 
     rec = generate_dialogue(2, SynthConfig(seed=1, scenarios=["emotion"]))
     assert len(rec["user"]) == len(rec["assistant"]) > 0
+
+
+def test_template_scripts_have_no_duplicates_at_2000():
+    """Issue 5: 2000 seeded template scripts (2-8 turns, all scenarios) have no exact duplicates
+    and a distinct-2 ratio well above the old catalogue's (0.085 and 3 duplicates before the enrichment,
+    0.118 after)."""
+    from data_prep.synth.generate import dialogue_rngs, write_script
+
+    cfg = SynthConfig(max_turns=8)
+    texts = [" ".join(t.text for t in write_script(i, cfg, dialogue_rngs(i, cfg.seed)["script"]).turns)
+             for i in range(2000)]
+    assert len(set(texts)) == len(texts)
+    grams, total = set(), 0
+    for t in texts:
+        w = t.lower().split()
+        g = [tuple(w[k:k + 2]) for k in range(len(w) - 1)]
+        grams.update(g)
+        total += len(g)
+    assert len(grams) / total > 0.10

@@ -137,6 +137,9 @@ class TemplateWriter:
     """Seeded template writer: ``write(rng, scenario, n_turns) -> Script`` (no network)."""
 
     hesitation_prob = 0.25
+    lead_prob = 0.4  # emotion scenario: an empathic lead before the assistant's reply
+    tail_prob = 0.4  # a closing sentence after an assistant turn
+    user_tail_prob = 0.25  # a short remark after a user turn
 
     def write(self, rng: np.random.Generator, scenario: str, n_turns: int) -> Script:
         if not 2 <= n_turns <= 8:
@@ -147,11 +150,32 @@ class TemplateWriter:
         if make is None:
             raise ValueError(f"unknown scenario {scenario!r}: choose chitchat, emotion, event or music")
         turns, topic, music = make(rng, n_turns, slots, used)
+        self._compose(rng, scenario, turns, slots)
         for t in turns:
             if t["speaker"] == "user" and rng.random() < self.hesitation_prob:
                 t["text"] = f"{slots.pick(C.SLOTS['filler'])} {_decap(t['text'])}"
                 t["text"] = t["text"][0].upper() + t["text"][1:]
         return Script(scenario=scenario, topic=topic, music=music, turns=[ScriptTurn(**t) for t in turns])
+
+    def _compose(self, rng, scenario, turns, slots):
+        """Attach independently drawn optional parts (a lead and/or a tail sentence) to turns, so
+        that dialogues built from the same templates still differ. Closing turns are left alone."""
+        n = len(turns)
+        closing = {n - 2, n - 1} if n >= 6 else set()
+        emo = scenario == "emotion"
+        tone = C.EMOTION_TONE.get(turns[0]["emotion"], "neutral")
+        for i, t in enumerate(turns):
+            if i in closing:
+                continue
+            if t["speaker"] == "assistant":
+                if emo and rng.random() < self.lead_prob:
+                    t["text"] = f"{_fill(slots.pick(C.EMPATHY_LEADS[tone]), slots)} {t['text']}"
+                if rng.random() < self.tail_prob:
+                    pool = C.EMPATHY_TAILS[tone] if emo else C.ASSISTANT_TAILS
+                    t["text"] = f"{t['text']} {_fill(slots.pick(pool), slots)}"
+            elif not t.get("event") and rng.random() < self.user_tail_prob:  # not on the reaction to a sound
+                pool = C.EMOTION_USER_TAILS if emo else C.USER_TAILS
+                t["text"] = f"{t['text']} {_fill(slots.pick(pool), slots)}"
 
     # each builder returns (turns, topic, music)
     def _closing(self, rng, i, n, slots, used, user_pool, asst_pool, user_style, asst_style):
@@ -171,7 +195,7 @@ class TemplateWriter:
         for i in range(1, n):
             asst = fam["assistant"] if i == 1 else fam["assistant_follow"]
             turns.append(self._closing(rng, i, n, slots, used, fam["user_follow"], asst, u_style, a_style))
-        topic = next((slots[k] for k in ("activity", "place", "food", "thing") if k in slots), family)
+        topic = next((slots[k] for k in ("activity", "place", "food", "thing", "show", "task") if k in slots), family)
         return turns, f"{family}:{topic}", None
 
     def _emotion(self, rng, n, slots, used):
@@ -197,7 +221,10 @@ class TemplateWriter:
                 turns.append({"speaker": "user", "text": _fill(_draw(rng, C.EVENT_USER, used), slots),
                               "event": tag, **_style(rng, react)})
             elif i == at + 1:
-                turns.append({"speaker": "assistant", "text": _fill(_draw(rng, spec["advice"], used), slots), **_style(rng)})
+                text = _fill(_draw(rng, spec["advice"], used), slots)
+                if rng.random() < 0.5:
+                    text = f"{_fill(slots.pick(C.EVENT_NOTICE), slots)} {text}"
+                turns.append({"speaker": "assistant", "text": text, **_style(rng)})
             elif i == 0:
                 turns.append({"speaker": "user", "text": _fill(_draw(rng, C.EVENT_OPEN, used), slots), **_style(rng)})
             elif i == 1:
