@@ -165,3 +165,17 @@ def test_template_scripts_have_no_duplicates_at_2000():
         grams.update(g)
         total += len(g)
     assert len(grams) / total > 0.10
+
+
+def test_breathy_voice_is_identical_across_a_clock_second():
+    """espeak-ng seeds its noise generator (breath: ``en+f5``) from the clock unless told otherwise:
+    two syntheses a second apart used to differ (CI saw an FDB clip change by ~0.2%)."""
+    import time
+
+    from data_prep.synth.tts import get_tts
+    tts = get_tts("espeak")
+    text = "Hey, got a minute? I keep putting off camping. How do I stay motivated?"
+    a = tts.synthesize(text, "en+f5").wave
+    time.sleep(1.05)
+    b = tts.synthesize(text, "en+f5").wave
+    assert a.tobytes() == b.tobytes()

@@ -121,8 +121,12 @@ class EspeakTTS:
     espeak-ng keeps synthesis state in C statics that survive ``espeak_Terminate`` (pitch
     flutter phase, wave phase), so the same text synthesised twice differs slightly. For
     byte-identical output the library is unloaded (``dlclose``) and reloaded before every
-    utterance after the first (~4 ms). Calls are serialised by a lock: use one process per
-    concurrent synthesis."""
+    utterance after the first (~4 ms). Its noise generator (breath in variants such as
+    ``en+f5``) is seeded from the wall clock at initialisation, so two calls that straddle a
+    second boundary differed too: it is seeded with a constant after every (re)load. Calls are
+    serialised by a lock: use one process per concurrent synthesis."""
+
+    RAND_SEED = 1
 
     _lock = threading.Lock()
 
@@ -152,6 +156,8 @@ class EspeakTTS:
         if rate <= 0:
             raise RuntimeError(f"espeak_Initialize failed (returned {rate}); is espeak-ng-data intact?")
         lib.espeak_SetSynthCallback(self._cb)
+        lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+        lib.espeak_ng_SetRandSeed(self.RAND_SEED)
         self._lib, self.native_rate_hz, self._dirty = lib, int(rate), False
 
     def _reload(self) -> None:
