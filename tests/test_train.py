@@ -46,7 +46,8 @@ def test_loss_falls_on_a_small_fixed_set(tiny_data, tmp_path):
     first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
     assert first > 5.0, first                      # ~ln(vocab) at random init
     assert last < 0.8 * first, (first, last)       # measured 2026-11-25: 6.00 -> 4.25 (0.71x) after 45 steps
-    assert ctx.log[-1]["padding_fraction"] < 0.05
+    pad = [m["padding_fraction"] for m in ctx.log]
+    assert sum(pad) / len(pad) < 0.05, pad            # packer over the run (one batch may reach ~0.06)
     assert "heldout_loss" in ctx.log[-1] and "loss_assistant_speech" in ctx.log[-1]
 
 
