@@ -28,16 +28,7 @@ from data_prep.synth.generate import (EVENT_GAP_S, SR, _event_clip, add_scene, d
                                       generate_dialogue, voice_script, write_script)
 from data_prep.synth.qc import run_qc  # noqa: E402
 from omni.config import SynthConfig  # noqa: E402
-
-
-def distinct_n(texts: list[str], n: int) -> float:
-    grams, total = set(), 0
-    for t in texts:
-        w = t.lower().split()
-        g = [tuple(w[i:i + n]) for i in range(len(w) - n + 1)]
-        grams.update(g)
-        total += len(g)
-    return len(grams) / max(total, 1)
+from omni.metrics.text import distinct_n  # noqa: E402
 
 
 def near_duplicates(texts: list[str], n: int = 5, thresholds=(0.5, 0.8), sample: int = 1000, seed: int = 0) -> dict:

@@ -7,6 +7,7 @@ from data_prep.synth import generate_dialogue, scenes
 from data_prep.synth.qc import run_qc, wer, whisper_asr
 from data_prep.synth.scripts import TemplateWriter
 from omni.config import SynthConfig
+from omni.metrics.text import distinct_n
 
 SR = 16000
 
@@ -94,16 +95,6 @@ def test_clip_folders_musan_and_esc50(tmp_path):
                 assert e["source"].endswith(".wav")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         scenes.list_clips(str(tmp_path / "missing"))
-
-
-def distinct_n(texts, n):
-    grams, total = set(), 0
-    for t in texts:
-        w = t.lower().split()
-        g = [tuple(w[i:i + n]) for i in range(len(w) - n + 1)]
-        grams.update(g)
-        total += len(g)
-    return len(grams) / max(total, 1)
 
 
 def test_template_scripts_are_diverse_and_valid():

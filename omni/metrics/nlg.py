@@ -22,7 +22,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from omni.metrics.text import normalize
+from omni.metrics.text import _pairs, normalize
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,15 +32,8 @@ class MetricUnavailable(RuntimeError):
 
 
 def _check(refs: Sequence[str], hyps: Sequence[str]) -> tuple[list[str], list[str]]:
-    if isinstance(refs, str) or isinstance(hyps, str):
-        raise TypeError("pass lists of sentences, not single strings (wrap them: [ref], [hyp])")
-    if len(refs) != len(hyps):
-        raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses: lengths must match")
-    r, h = [normalize(x) for x in refs], [normalize(x) for x in hyps]
-    keep = [i for i, x in enumerate(r) if x]
-    if not keep:
-        raise ValueError(f"all {len(refs)} references are empty after normalisation: nothing to score")
-    return [r[i] for i in keep], [h[i] for i in keep]
+    r, h, _ = _pairs(refs, hyps)
+    return r, h
 
 
 def bleu(refs: Sequence[str], hyps: Sequence[str]) -> float:

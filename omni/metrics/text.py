@@ -91,9 +91,19 @@ def _pairs(refs: Sequence[str], hyps: Sequence[str]) -> tuple[list[str], list[st
     r, h = [normalize(x) for x in refs], [normalize(x) for x in hyps]
     keep = [i for i, x in enumerate(r) if x]
     if not keep:
-        raise ValueError(f"all {len(refs)} references are empty after normalisation: nothing to score "
-                         "(WER is undefined without reference words)")
+        raise ValueError(f"all {len(refs)} references are empty after normalisation: nothing to score")
     return [r[i] for i in keep], [h[i] for i in keep], len(r) - len(keep)
+
+
+def distinct_n(texts: Sequence[str], n: int) -> float:
+    """Distinct-n: unique word n-grams / all word n-grams over ``texts`` (lower-cased, whitespace split)."""
+    grams, total = set(), 0
+    for t in texts:
+        w = t.lower().split()
+        g = [tuple(w[i:i + n]) for i in range(len(w) - n + 1)]
+        grams.update(g)
+        total += len(g)
+    return len(grams) / max(total, 1)
 
 
 def wer(refs: Sequence[str], hyps: Sequence[str]) -> float:
