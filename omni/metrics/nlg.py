@@ -22,7 +22,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from omni.metrics.text import _pairs, normalize
+from omni.metrics.text import _pairs
 
 REPO = Path(__file__).resolve().parents[2]
 
