@@ -4,22 +4,33 @@ A reason string is ``"<code>: <detail>"``; ``rejects.jsonl`` stores it with the 
 Codes (stable, tests and dashboards match on them):
 
 =====================  =====================================================================
-``unreadable``         file missing, unreadable, or the decoder failed
-``truncated``          the header promises more audio than the file holds
+``unreadable``         file missing, not a regular file (FIFO, device, folder), unreadable, or
+                       the decoder failed (corrupt header, unsupported encoding)
+``truncated``          the header promises more audio than the file holds (incl. WAV sizes
+                       that lie, e.g. ``0xFFFFFFFF``)
 ``empty_file``         a 0-byte file
+``too_large``          a file over ``data.max_file_mb`` (checked from its size, before reading)
 ``not_audio``          the file is not in any audio format libsndfile knows
+``bad_format``         sample rate outside [MIN_SAMPLE_RATE_HZ, MAX_SAMPLE_RATE_HZ] or more
+                       than MAX_CHANNELS channels (checked from the header, before decoding)
 ``zero_length``        a valid audio file with no samples
 ``nan_inf``            NaN or infinite samples
 ``clipping``           more than ``data.max_clip_fraction`` of samples at full scale
-``duration``           outside ``[data.min_duration_s, data.max_duration_s]``
+``duration``           outside ``[data.min_duration_s, data.max_duration_s]``; a header that
+                       declares more than the maximum (a FLAC "zip bomb") is refused undecoded
 ``missing_transcript`` no transcript for an utterance (no text key / no .txt / no line)
 ``empty_transcript``   transcript present but blank
+``bad_encoding``       a transcript, manifest line or timings file that is not UTF-8
 ``unknown_emotion``    an emotion (or pitch/speed) label outside ``omni.config.EMOTIONS``
-``path_outside_root``  a manifest path escaping the manifest's folder (``..``, absolute)
+``path_outside_root``  a path escaping the source's folder (``..``, absolute, or a symlink
+                       whose target lies outside); the target is never opened
 ``bad_row``            a manifest line that is not a JSON object with an ``audio`` path
+                       (incl. nesting too deep to parse, a NUL byte in the path)
 ``qc``                 the synthetic generator's own QC failed
 ``bad_record``         structural problems (no turns, channel lengths, timings)
 =====================  =====================================================================
+
+``docs/reliability.md`` lists, for each kind of hostile input, the code it gets.
 """
 from __future__ import annotations
 
@@ -29,6 +40,10 @@ from omni.config import EMOTIONS, PITCHES, SPEEDS, DataConfig
 
 SAMPLE_RATE_HZ = 16000
 FULL_SCALE = 0.999
+MIN_SAMPLE_RATE_HZ = 8000          # input audio (resampled to 16 kHz); outside: bad_format
+MAX_SAMPLE_RATE_HZ = 192000
+MAX_CHANNELS = 8                   # more channels than this: bad_format (a mic array is not a dialogue)
+MAX_TEXT_BYTES = 16 * 2 ** 20      # transcripts, timings, metadata files: larger is too_large
 
 
 class Reject(Exception):

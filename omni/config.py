@@ -61,6 +61,8 @@ class DataConfig(_Section):
     max_duration_s: float = Field(120.0, gt=0)
     max_clip_fraction: float = Field(0.01, ge=0, le=1)
     """Rows whose fraction of samples at |x| >= 0.999 exceeds this are rejected."""
+    max_file_mb: float = Field(256.0, gt=0)
+    """Input audio files larger than this are rejected (``too_large``) from their size, before any byte is read."""
     tokenize_actors: int = Field(1, ge=1)
     """Size of the Ray Data actor pool that runs the speech/text tokenizers."""
     synth_parallelism: int = Field(2, ge=1)

@@ -105,6 +105,11 @@ class DuplexServer:
         self.next_id = 0
         self.token = P.expected_token()
         self.started = time.time()
+        self.pid = os.getpid()
+        try:                                            # which replica serves a session (ready, /healthz)
+            self.replica_id = serve.get_replica_context().replica_id.unique_id
+        except Exception:  # noqa: BLE001 - constructed outside a Serve replica (unit tests)
+            self.replica_id = f"pid-{self.pid}"
 
     # ----------------------------------------------------------------- HTTP
     @api.get("/healthz")
@@ -114,7 +119,7 @@ class DuplexServer:
                 "model": str(self.export_dir), "stage": e.stage, "speech_chunk": e.speech_chunk,
                 "text_chunk": e.text_chunk, "chunk_ms": e.chunk_ms, "warmup_ms": round(self.warmup_ms, 1),
                 "batches": self.batcher.batches, "batched_sessions": self.batcher.batched_sessions,
-                "auth": self.token is not None, "pid": os.getpid(), "uptime_s": round(time.time() - self.started, 1)}
+                "auth": self.token is not None, "pid": self.pid, "replica": self.replica_id, "uptime_s": round(time.time() - self.started, 1)}
 
     @api.get("/")
     async def index(self):

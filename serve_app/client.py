@@ -45,6 +45,7 @@ async def stream_async(url: str, wave: np.ndarray, realtime: bool = True, token:
         ready = json.loads(await asyncio.wait_for(ws.recv(), timeout_s))
         if ready.get("type") != "ready":
             raise RuntimeError(f"server refused the session: {ready}")
+        res["replica"], res["pid"] = ready.get("replica"), ready.get("pid")
         chunk_samples = ready["speech_chunk"] * SAMPLE_RATE_HZ // 25
         frame = int(SAMPLE_RATE_HZ * frame_ms / 1000)
         sent_at: dict[int, float] = {}
@@ -63,6 +64,12 @@ async def stream_async(url: str, wave: np.ndarray, realtime: bool = True, token:
             await ws.send(json.dumps({"type": "end"}))
 
         async def receiver():
+            try:
+                await _receive()
+            except websockets.ConnectionClosed:        # lost replica (1012), dropped connection (1006), ...
+                pass
+
+        async def _receive():
             pending = None
             async for msg in ws:
                 now = time.perf_counter()
@@ -95,6 +102,10 @@ async def stream_async(url: str, wave: np.ndarray, realtime: bool = True, token:
             send_task.cancel()
             await asyncio.gather(send_task, return_exceptions=True)
         res["close_code"] = ws.close_code
+    if "done" not in res and not res["errors"]:
+        res["errors"].append({"type": "error", "code": res["close_code"],
+                              "message": "connection closed before \"done\" (no close frame)" if res["close_code"] == 1006
+                              else "connection closed before \"done\""})
     res["underruns"] = _underruns(arrivals, prebuffer_ms)
     return res
 

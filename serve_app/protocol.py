@@ -22,6 +22,7 @@ CLOSE_INVALID_PAYLOAD = 1007   # odd byte count (PCM16 needs 2 bytes per sample)
 CLOSE_POLICY = 1008            # missing/wrong API token; origin not allowed
 CLOSE_TOO_BIG = 1009           # binary frame larger than serve.max_frame_bytes
 CLOSE_INTERNAL = 1011          # engine error (this session only)
+CLOSE_SERVICE_RESTART = 1012   # the session's replica died (sent by the proxy hook serve_app.proxy_hooks)
 CLOSE_TRY_AGAIN = 1013         # replica already holds serve.max_sessions_per_replica sessions
 CLOSE_IDLE = 4001              # no frame for serve.idle_timeout_s
 CLOSE_MAX_DURATION = 4002      # session longer than serve.max_session_s

@@ -17,6 +17,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from serve_app import protocol as P
 
 SEND_TIMEOUT_S = 5.0
+MAX_TEXT_FRAME_CHARS = 1024      # control messages are tiny; a bigger text frame is refused unparsed (1009)
 log = logging.getLogger("ray.serve")
 
 
@@ -101,6 +102,9 @@ async def run_session(server, ws: WebSocket) -> None:
                                                    "the client sends faster than real time or reads too slowly")
                 wake.set()
             elif text is not None:
+                if len(text) > MAX_TEXT_FRAME_CHARS:
+                    raise _Close(P.CLOSE_TOO_BIG, f"text frame of {len(text)} characters: the only control message "
+                                                  "is {\"type\": \"end\"}")
                 try:
                     ctl = json.loads(text)
                 except ValueError:
@@ -142,6 +146,7 @@ async def run_session(server, ws: WebSocket) -> None:
     await _send_json(ws, {"type": "ready", "session_id": sid, "sample_rate_hz": P.SAMPLE_RATE_HZ,
                           "speech_chunk": engine.speech_chunk, "text_chunk": engine.text_chunk,
                           "chunk_ms": engine.chunk_ms, "stage": engine.stage,
+                          "replica": getattr(server, "replica_id", None), "pid": getattr(server, "pid", None),
                           "limits": {"max_frame_bytes": limits.max_frame_bytes, "max_session_s": limits.max_session_s,
                                      "idle_timeout_s": limits.idle_timeout_s}})
     tasks = [asyncio.create_task(receiver()), asyncio.create_task(stepper())]

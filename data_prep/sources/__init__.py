@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import stat
 import struct
 from pathlib import Path
 
@@ -42,6 +44,10 @@ import soundfile as sf
 import soxr
 
 from data_prep.validate import (
+    MAX_CHANNELS,
+    MAX_SAMPLE_RATE_HZ,
+    MAX_TEXT_BYTES,
+    MIN_SAMPLE_RATE_HZ,
     Reject,
     check_duration,
     check_label,
@@ -65,44 +71,128 @@ def make_key(source: str, ident: str) -> str:
     return key if key == raw else f"{key}-{hashlib.sha256(raw.encode()).hexdigest()[:8]}"
 
 
+# ----------------------------------------------------------------------------- files
+def _open_regular(path: Path, what: str, max_bytes: int):
+    """Open ``path`` for reading, refusing anything but a regular file of at most ``max_bytes``.
+
+    Checked on the opened descriptor (no race between check and read): a FIFO, device or
+    directory is ``unreadable`` (O_NONBLOCK: opening a FIFO never blocks), 0 bytes is
+    ``empty_file``, over ``max_bytes`` is ``too_large`` (from fstat: nothing is read).
+    ``O_NOFOLLOW``: the final component must not be a symlink (callers pass resolved paths)."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise Reject("unreadable", f"{what}: no such file") from None
+    except OSError as e:
+        raise Reject("unreadable", f"{what}: cannot open ({e.strerror or e})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise Reject("unreadable", f"{what}: not a regular file")
+        if st.st_size == 0:
+            raise Reject("empty_file", f"{what}: 0 bytes")
+        if st.st_size > max_bytes:
+            raise Reject("too_large", f"{what}: {st.st_size} bytes, over the limit of {max_bytes} bytes "
+                                      f"(data.max_file_mb)")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_text_file(path: Path, what: str, max_bytes: int = MAX_TEXT_BYTES) -> str:
+    """A UTF-8 text file (transcript, timings, metadata); ``bad_encoding`` when it is not UTF-8."""
+    with _open_regular(path, what, max_bytes) as f:
+        raw = f.read(max_bytes + 1)
+    return decode_utf8(raw, what)
+
+
+def decode_utf8(raw: bytes, what: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise Reject("bad_encoding", f"{what} is not UTF-8 (byte {e.start}: {raw[e.start:e.start + 4]!r}); "
+                                     "re-encode it as UTF-8") from None
+
+
 # ----------------------------------------------------------------------------- audio
-def _wav_declared_frames(path: Path, info) -> int | None:
+def _wav_declared_frames(f, info) -> int | None:
     """Frames the RIFF header's ``data`` chunk promises (None when not a plain WAV)."""
-    with open(path, "rb") as f:
-        head = f.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+    f.seek(0)
+    head = f.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    for _ in range(64):                                   # a real WAV has a handful of chunks
+        ch = f.read(8)
+        if len(ch) < 8:
             return None
-        while True:
-            ch = f.read(8)
-            if len(ch) < 8:
-                return None
-            cid, size = ch[:4], struct.unpack("<I", ch[4:])[0]
-            if cid == b"data":
-                width = {"PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8, "PCM_U8": 1}.get(info.subtype)
-                return size // (width * info.channels) if width else None
-            f.seek(size + (size & 1), 1)
+        cid, size = ch[:4], struct.unpack("<I", ch[4:])[0]
+        if cid == b"data":
+            width = {"PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8, "PCM_U8": 1}.get(info.subtype)
+            return size // (width * info.channels) if width else None
+        f.seek(size + (size & 1), 1)
+    return None
 
 
-def read_audio(path: Path) -> tuple[np.ndarray, int]:
-    """Decode any libsndfile format to float32 ``(frames, channels)``; raises Reject."""
-    if not path.is_file():
-        raise Reject("unreadable", f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise Reject("empty_file", f"{path}: 0 bytes")
-    try:
-        info = sf.info(str(path))
-    except Exception as e:  # noqa: BLE001 - libsndfile raises several types
-        if "not recognised" in str(e).lower() or "unknown format" in str(e).lower():
-            raise Reject("not_audio", f"{path}: not an audio file ({e})") from None
-        raise Reject("unreadable", f"{path}: {e}") from None
-    try:
-        wave, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as e:  # noqa: BLE001 - libsndfile raises several types
-        raise Reject("unreadable", f"{path}: decoder failed ({e}); the file may be truncated") from None
-    declared = _wav_declared_frames(path, info)
+def _declared_frames(f, info) -> int | None:
+    """What the header promises: the WAV ``data`` size, FLAC's STREAMINFO total; None if unknown."""
+    if info.format == "WAV":
+        return _wav_declared_frames(f, info)
+    if info.format == "FLAC" and 0 < info.frames < 2 ** 36:
+        return int(info.frames)
+    return None
+
+
+def read_audio(path: Path, cfg: DataConfig | None = None, what: str | None = None) -> tuple[np.ndarray, int]:
+    """Decode any libsndfile format to float32 ``(frames, channels)``; raises Reject.
+
+    Hostile files cost nothing: the size limit is checked before reading, the header (sample
+    rate, channels, declared duration) before decoding, and decoding runs in blocks that stop at
+    ``data.max_duration_s``, so a header that promises billions of samples allocates nothing."""
+    cfg = cfg or DataConfig()
+    what = what or str(path)
+    with _open_regular(path, what, int(cfg.max_file_mb * 2 ** 20)) as f:
+        try:
+            snd = sf.SoundFile(f)
+        except Exception as e:  # noqa: BLE001 - libsndfile raises several types
+            msg = str(e).split(": ", 1)[-1]
+            if "not recognised" in msg.lower() or "unknown format" in msg.lower():
+                raise Reject("not_audio", f"{what}: not an audio file ({msg})") from None
+            raise Reject("unreadable", f"{what}: {msg}") from None
+        with snd:
+            sr, channels = int(snd.samplerate), int(snd.channels)
+            if not MIN_SAMPLE_RATE_HZ <= sr <= MAX_SAMPLE_RATE_HZ:
+                raise Reject("bad_format", f"{what}: sample rate {sr} Hz outside [{MIN_SAMPLE_RATE_HZ}, "
+                                           f"{MAX_SAMPLE_RATE_HZ}]")
+            if channels > MAX_CHANNELS:
+                raise Reject("bad_format", f"{what}: {channels} channels, at most {MAX_CHANNELS} supported")
+            cap = int(np.ceil(cfg.max_duration_s * sr)) + 1
+            declared = _declared_frames(f, snd)
+            if snd.format == "WAV" and declared is not None and declared > snd.frames:   # sizes that lie
+                raise Reject("truncated", f"{what}: header declares {declared} frames, file holds {snd.frames}")
+            if declared is not None and declared > cap:
+                raise Reject("duration", f"{what}: header declares {declared} frames ({declared / sr:.1f} s), over "
+                                         f"data.max_duration_s={cfg.max_duration_s} s; not decoded")
+            blocks, n = [], 0
+            try:
+                snd.seek(0)
+                while n < cap:
+                    block = snd.read(min(sr, cap - n), dtype="float32", always_2d=True)
+                    if not len(block):
+                        break
+                    blocks.append(block)
+                    n += len(block)
+            except Exception as e:  # noqa: BLE001 - libsndfile raises several types
+                err = str(e).split(": ", 1)[-1]
+                if declared is not None and n < declared:
+                    raise Reject("truncated", f"{what}: header declares {declared} frames, decoding failed after "
+                                              f"{n} ({err})") from None
+                raise Reject("unreadable", f"{what}: decoder failed ({err}); the file may be truncated") from None
+    wave = np.concatenate(blocks) if blocks else np.zeros((0, channels), np.float32)
     if declared is not None and declared > wave.shape[0]:
-        raise Reject("truncated", f"{path}: header declares {declared} frames, file holds {wave.shape[0]}")
-    return wave, int(sr)
+        raise Reject("truncated", f"{what}: header declares {declared} frames, file holds {wave.shape[0]}")
+    return wave, sr
 
 
 def to_16k(wave: np.ndarray, sr_hz: int) -> np.ndarray:
@@ -114,16 +204,24 @@ def to_16k(wave: np.ndarray, sr_hz: int) -> np.ndarray:
 
 def load_mono_16k(path: Path, cfg: DataConfig, what: str) -> np.ndarray:
     """Read, check (before resampling: NaN and clipping are about the original), mono, 16 kHz."""
-    wave, sr = read_audio(path)
+    wave, sr = read_audio(path, cfg, what)
     check_wave(wave, cfg, what)
     check_duration(wave.shape[0] / sr, cfg, what)
     return to_16k(wave.mean(axis=1), sr)
 
 
 def inside(root: Path, rel: str) -> Path:
-    """``root/rel`` resolved; Reject ``path_outside_root`` when it escapes ``root``."""
+    """``root/rel`` resolved (symlinks followed); Reject ``path_outside_root`` when it escapes ``root``.
+
+    Only the path is resolved (``realpath``: no file is opened or read). A NUL byte is ``bad_row``;
+    a path the OS cannot resolve is ``unreadable``."""
+    if not isinstance(rel, str) or "\x00" in rel:
+        raise Reject("bad_row", f"path {rel!r} is not a usable file name")
     root = root.resolve()
-    p = (root / rel).resolve()
+    try:
+        p = (root / rel).resolve()
+    except (OSError, ValueError, RuntimeError) as e:        # RuntimeError: symlink loop (strict resolvers)
+        raise Reject("unreadable", f"{rel!r}: {e}") from None
     if not p.is_relative_to(root):
         raise Reject("path_outside_root", f"{rel!r} resolves to {p}, outside {root}")
     return p
@@ -150,20 +248,26 @@ class ManifestSource:
 
     def list_items(self) -> list[dict]:
         items = []
-        with open(self.path, encoding="utf-8", errors="replace") as f:
-            for n, line in enumerate(f, 1):
+        with open(self.path, "rb") as f:
+            for n, raw in enumerate(f, 1):
+                line = raw.decode("utf-8", errors="replace")
                 if not line.strip():
                     continue
-                items.append({"source": self.cfg.name, "kind": self.kind, "key": make_key(self.cfg.name, f"{n:07d}"),
-                              "manifest": str(self.path.resolve()), "input": {"line": n, "row": line.rstrip("\n")}})
+                item = {"source": self.cfg.name, "kind": self.kind, "key": make_key(self.cfg.name, f"{n:07d}"),
+                        "manifest": str(self.path.resolve()), "input": {"line": n, "row": line.rstrip("\r\n")}}
+                try:
+                    decode_utf8(raw, f"line {n}")
+                except Reject as e:
+                    item["reject"] = [e.code, e.detail]
+                items.append(item)
         return items
 
     @staticmethod
     def load(item: dict, cfg: DataConfig) -> dict:
         try:
             row = json.loads(item["input"]["row"])
-        except json.JSONDecodeError as e:
-            raise Reject("bad_row", f"line {item['input']['line']} is not JSON ({e})") from None
+        except (json.JSONDecodeError, RecursionError) as e:
+            raise Reject("bad_row", f"line {item['input']['line']} is not JSON ({str(e)[:120]})") from None
         if not isinstance(row, dict) or not isinstance(row.get("audio"), str) or not row["audio"]:
             raise Reject("bad_row", f"line {item['input']['line']}: expected an object with an \"audio\" path")
         text = check_text(row.get("text"))
@@ -183,11 +287,27 @@ class LibriSpeechSource:
 
     def list_items(self) -> list[dict]:
         texts: dict[str, tuple[str, str]] = {}
+        bad_lines: dict[str, list[str]] = {}
+        broken: list[dict] = []                     # transcript files that cannot be read at all
         for tf in sorted(self.root.rglob("*.trans.txt")):
-            for line in tf.read_text(encoding="utf-8", errors="replace").splitlines():
+            rel = str(tf.relative_to(self.root))
+            try:
+                with _open_regular(inside(self.root, rel), rel, MAX_TEXT_BYTES) as f:
+                    data = f.read(MAX_TEXT_BYTES + 1)
+            except Reject as e:
+                broken.append({"source": self.cfg.name, "kind": self.kind, "key": make_key(self.cfg.name, rel),
+                               "root": str(self.root.resolve()), "input": {"transcripts": rel},
+                               "reject": [e.code, e.detail]})
+                continue
+            for n, raw in enumerate(data.splitlines(), 1):
+                line = raw.decode("utf-8", errors="replace")
                 if line.strip():
                     uid, _, text = line.strip().partition(" ")
                     texts[uid] = (str(tf.parent.relative_to(self.root)), text)
+                    try:
+                        decode_utf8(raw, f"{rel} line {n}")
+                    except Reject as e:
+                        bad_lines[uid] = [e.code, e.detail]
         audio = {p.stem: str(p.parent.relative_to(self.root)) for p in sorted(self.root.rglob("*.flac"))}
         items = []
         for uid in sorted(set(texts) | set(audio)):
@@ -196,7 +316,9 @@ class LibriSpeechSource:
                           "root": str(self.root.resolve()),
                           "input": {"id": uid, "audio": f"{folder}/{uid}.flac",
                                     "text": texts[uid][1] if uid in texts else None}})
-        return items
+            if uid in bad_lines:
+                items[-1]["reject"] = bad_lines[uid]
+        return items + broken
 
     @staticmethod
     def load(item: dict, cfg: DataConfig) -> dict:
@@ -216,27 +338,46 @@ class DailyTalkSource:
 
     def list_items(self) -> list[dict]:
         data = self.root / "data" if (self.root / "data").is_dir() else self.root
-        meta_path = self.root / "metadata.json"
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        meta, meta_reject = {}, None
+        if (self.root / "metadata.json").exists():
+            try:
+                meta = json.loads(read_text_file(inside(self.root, "metadata.json"), "metadata.json"))
+                if not isinstance(meta, dict):
+                    raise Reject("bad_record", "metadata.json: expected an object {dialogue: {turn: {...}}}")
+            except ValueError as e:
+                meta_reject = ["bad_record", f"metadata.json is not JSON ({str(e)[:120]})"]
+            except Reject as e:
+                meta_reject = [e.code, f"metadata.json: {e.detail}"]
         items = []
         dialogues = [p for p in data.iterdir() if p.is_dir() and p.name.isdigit()]  # data/<dialogue index>/
         if not dialogues:
             raise ValueError(f"source {self.cfg.name!r}: no dialogue folders <root>/data/<N>/ in {self.root} "
                              f"(DailyTalk layout, see data_prep/sources)")
         for d in sorted(dialogues, key=lambda p: int(p.name)):
+            item = {"source": self.cfg.name, "kind": self.kind, "key": make_key(self.cfg.name, f"d{d.name}"),
+                    "root": str(self.root.resolve()), "input": {"dialogue": d.name, "turns": []}}
+            if not d.resolve().is_relative_to(self.root.resolve()):     # a symlinked folder: never listed
+                where = f"dialogue folder {d.name} resolves to {d.resolve()}, outside {self.root.resolve()}"
+                item["reject"] = ["path_outside_root", where]
+                items.append(item)
+                continue
+            if meta_reject:
+                item["reject"] = meta_reject
             turns = []
             for wav in sorted(d.glob("*.wav")):
                 m = self._name.match(wav.stem)
                 if not m:
                     continue
                 t, spk = int(m.group(1)), int(m.group(2))
-                emo = ((meta.get(d.name) or {}).get(str(t)) or {}).get("emotion", "none")
+                d_meta = meta.get(d.name)
+                t_meta = d_meta.get(str(t)) if isinstance(d_meta, dict) else None
+                emo = t_meta.get("emotion", "none") if isinstance(t_meta, dict) else "none"
                 turns.append({"turn": t, "speaker": spk, "emotion": emo,
                               "wav": str(wav.relative_to(self.root)),
                               "txt": str(wav.with_suffix(".txt").relative_to(self.root))})
             turns.sort(key=lambda t: t["turn"])
-            items.append({"source": self.cfg.name, "kind": self.kind, "key": make_key(self.cfg.name, f"d{d.name}"),
-                          "root": str(self.root.resolve()), "input": {"dialogue": d.name, "turns": turns}})
+            item["input"]["turns"] = turns
+            items.append(item)
         return items
 
     @staticmethod
@@ -246,8 +387,8 @@ class DailyTalkSource:
             raise Reject("bad_record", f"dialogue {inp['dialogue']} has no <turn>_<speaker>_d<dialogue>.wav files")
         waves, turns, t0 = [], [], 0.0
         for t in inp["turns"]:
-            txt = root / t["txt"]
-            text = check_text(txt.read_text(encoding="utf-8").strip() if txt.exists() else None,
+            txt = inside(root, t["txt"])
+            text = check_text(read_text_file(txt, t["txt"]).strip() if txt.exists() else None,
                               f"transcript {t['txt']}")
             emotion = DAILYDIALOG_EMOTIONS.get(str(t["emotion"]).lower(), t["emotion"])
             check_label("emotion", emotion, EMOTIONS, f"{t['wav']}: ")
@@ -290,7 +431,7 @@ class StereoDialogueSource:
     @staticmethod
     def load(item: dict, cfg: DataConfig) -> dict:
         root, inp = Path(item["root"]), item["input"]
-        wave, sr = read_audio(inside(root, inp["audio"]))
+        wave, sr = read_audio(inside(root, inp["audio"]), cfg, inp["audio"])
         if wave.shape[1] != 2:
             raise Reject("bad_record", f"{inp['audio']}: {wave.shape[1]} channel(s), expected 2 (user, assistant)")
         check_wave(wave, cfg, inp["audio"])
@@ -299,14 +440,25 @@ class StereoDialogueSource:
         user, asst = np.ascontiguousarray(wave[:, 0]), np.ascontiguousarray(wave[:, 1])
         dur = len(user) / SAMPLE_RATE_HZ
         if inp["timings"]:
-            spec = json.loads(inside(root, inp["timings"]).read_text())
+            try:
+                spec = json.loads(read_text_file(inside(root, inp["timings"]), inp["timings"]))
+            except ValueError as e:
+                raise Reject("bad_record", f"{inp['timings']} is not JSON ({str(e)[:120]})") from None
+            if not isinstance(spec, dict) or not isinstance(spec.get("turns") or [], list):
+                raise Reject("bad_record", f"{inp['timings']}: expected {{\"turns\": [...]}}")
             turns = []
             for i, t in enumerate(spec.get("turns") or []):
+                if not isinstance(t, dict):
+                    raise Reject("bad_record", f"{inp['timings']} turn {i} is not an object")
                 text = check_text(t.get("text"), f"{inp['timings']} turn {i} text")
                 emotion = t.get("emotion") or "neutral"
                 check_label("emotion", emotion, EMOTIONS, f"{inp['timings']} turn {i}: ")
+                try:
+                    start_s, end_s = float(t["start_s"]), min(float(t["end_s"]), dur)
+                except (KeyError, TypeError, ValueError):
+                    raise Reject("bad_record", f"{inp['timings']} turn {i}: start_s/end_s must be numbers") from None
                 turns.append({"speaker": t.get("speaker"), "text": text, "spoken_text": text,
-                              "start_s": float(t["start_s"]), "end_s": min(float(t["end_s"]), dur),
+                              "start_s": start_s, "end_s": end_s,
                               "emotion": emotion, "pitch": "normal", "speed": "normal", "kind": "turn",
                               "interrupted": bool(t.get("interrupted", False))})
             transcribed = True
@@ -365,5 +517,8 @@ def list_items(cfg: SourceConfig) -> list[dict]:
 
 
 def load_record(item: dict, data_cfg: DataConfig) -> dict:
-    """Item → 16 kHz dialogue record; raises :class:`Reject` for a bad row."""
+    """Item → 16 kHz dialogue record; raises :class:`Reject` for a bad row (also one that
+    ``list_items`` already found bad: ``item["reject"] = [code, detail]``)."""
+    if item.get("reject"):
+        raise Reject(*item["reject"])
     return READERS[item["kind"]].load(item, data_cfg)
