@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from data_prep import pipeline as P
 from data_prep.sources import fixtures as F
+from jobs._common import start_local_ray
 from omni.config import SourceConfig, load_config
 
 
@@ -92,15 +93,7 @@ def timed_run(cfg, cpus: int, tokenizers: Path, warmup_cfg) -> dict:
     # ``cpus`` cores so that "1 CPU" really is one core
     all_cores = os.sched_getaffinity(0)
     os.sched_setaffinity(0, sorted(all_cores)[:cpus])
-    for attempt in range(3):  # a loaded machine can miss Ray's fixed 30 s node start-up deadline
-        try:
-            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
-            break
-        except Exception as e:  # noqa: BLE001
-            print(f"ray.init failed ({e}); retrying", file=sys.stderr)
-            ray.shutdown()
-    else:
-        raise RuntimeError("could not start a local Ray (3 attempts)")
+    start_local_ray(num_cpus=cpus)
     try:
         P.run(warmup_cfg, progress=False)
         with PeakRSS() as mem:

@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -28,14 +27,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from jobs._common import free_port, start_local_ray  # noqa: E402
 from serve_app.client import stream_async
 from serve_app.tiny_export import build_tiny_export, demo_wave
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _health(base: str) -> dict:
@@ -70,18 +65,10 @@ def main(argv=None) -> int:
 
     sessions = [int(x) for x in a.sessions.split(",")]
     chunks = [int(x) for x in a.chunks.split(",")]
-    port = _free_port()
+    port = free_port()
     base = f"127.0.0.1:{port}"
     rows = []
-    for attempt in range(3):     # a raylet gets 30 s to register; an overloaded machine can miss it
-        try:
-            ray.init(num_cpus=max(2, int(a.num_cpus) + 1), include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
-            break
-        except Exception as e:
-            ray.shutdown()
-            if attempt == 2 or "timed out during startup" not in str(e):
-                raise
+    start_local_ray(num_cpus=max(2, int(a.num_cpus) + 1))
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         with tempfile.TemporaryDirectory() as tmp:

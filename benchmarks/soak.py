@@ -25,7 +25,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.serve_latency import _free_port, _health  # noqa: E402
+from benchmarks.serve_latency import _health  # noqa: E402
+from jobs._common import free_port, start_local_ray  # noqa: E402
 from serve_app.client import stream_async  # noqa: E402
 from serve_app.tiny_export import build_tiny_export, demo_wave  # noqa: E402
 
@@ -98,10 +99,9 @@ def main() -> int:
 
     from serve_app.app import build_app
 
-    port = _free_port()
+    port = free_port()
     base = f"127.0.0.1:{port}"
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+    start_local_ray(num_cpus=2)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         with tempfile.TemporaryDirectory() as tmp:

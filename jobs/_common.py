@@ -101,6 +101,33 @@ def init_ray(num_cpus: int | None = None) -> None:
         raise JobError(f"cannot connect to Ray at RAY_ADDRESS={addr}: {e}") from None
 
 
+def start_local_ray(num_cpus: int, env_vars: dict | None = None, attempts: int = 3, **kw) -> None:
+    """Start a private local Ray for tests and benchmarks, with the repo on the workers' path.
+
+    A raylet gets a fixed 30 s to register; an overloaded machine can miss it, so start-up is
+    retried (``attempts`` times) on exactly that error.
+    """
+    import ray
+
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1]), **(env_vars or {})}
+    kw = {"include_dashboard": False, "log_to_driver": False, **kw}
+    for attempt in range(attempts):
+        try:
+            ray.init(num_cpus=num_cpus, runtime_env={"env_vars": env}, **kw)
+            return
+        except Exception as e:  # noqa: BLE001 - ray raises plain Exception on a start-up timeout
+            ray.shutdown()
+            if attempt == attempts - 1 or "timed out during startup" not in str(e):
+                raise
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _check_reachable(addr: str, var: str, fix: str) -> None:
     u = urllib.parse.urlparse(addr if "://" in addr else f"tcp://{addr}")
     host, port = u.hostname, u.port

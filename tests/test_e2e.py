@@ -2,7 +2,6 @@
 
 Marked slow (minutes): still part of `make test`."""
 import json
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -11,14 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from jobs._common import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ["align", "half_duplex", "full_duplex_3", "full_duplex_2"]
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +23,7 @@ def demo(tmp_path_factory):
     overrides = [
         f"data.output_dir={out}/tiny/data", f"train.output_dir={out}/tiny/checkpoints",
         f"train.storage_path={out}/tiny/ray_results", f"eval.output_dir={out}/tiny/eval",
-        f"mlflow.artifact_dir={out}/mlruns", f"serve.port={_free_port()}",
+        f"mlflow.artifact_dir={out}/mlruns", f"serve.port={free_port()}",
         "synth.num_dialogues=16", "data.shard_max_samples=8", "data.heldout_fraction=0.2",
         "stages.align.max_steps=3", "stages.half_duplex.max_steps=2", "stages.full_duplex_3.max_steps=2",
         "stages.full_duplex_2.max_steps=2", "eval.max_samples=2", "eval.duplex_conversations=1",

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from jobs._common import free_port, start_local_ray
 from serve_app.protocol import float_to_pcm16
 from serve_app.proxy_hooks import PROXY_CALLBACK, PROXY_CALLBACK_ENV
 from serve_app.tiny_export import build_tiny_export, demo_wave
@@ -33,11 +34,6 @@ from serve_app.tiny_export import build_tiny_export, demo_wave
 REPO = Path(__file__).resolve().parents[1]
 CHUNK_BYTES = 6400 * 2                 # one step's assistant audio (10 units x 640 samples, PCM16)
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -51,16 +47,8 @@ def server(tmp_path_factory):
     from serve_app.app import build_app
 
     export = build_tiny_export(tmp_path_factory.mktemp("rel") / "export")
-    port = _free_port()
-    for attempt in range(3):     # a raylet gets 30 s to register; an overloaded machine can miss it
-        try:
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": {"PYTHONPATH": str(REPO), PROXY_CALLBACK_ENV: PROXY_CALLBACK}})
-            break
-        except Exception as e:
-            ray.shutdown()
-            if attempt == 2 or "timed out during startup" not in str(e):
-                raise
+    port = free_port()
+    start_local_ray(num_cpus=2, env_vars={PROXY_CALLBACK_ENV: PROXY_CALLBACK})
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(build_app({"model": str(export), "min_replicas": 2, "max_replicas": 2, "num_cpus": 0.5,

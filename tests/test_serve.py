@@ -8,7 +8,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
+from jobs._common import free_port, start_local_ray
 from serve_app.protocol import float_to_pcm16
 from serve_app.tiny_export import build_tiny_export, demo_wave
 
@@ -24,11 +24,6 @@ REPO = Path(__file__).resolve().parents[1]
 TOKEN = "test-token-123"
 pytestmark = pytest.mark.slow
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -41,16 +36,8 @@ def server(tmp_path_factory):
     from serve_app.app import build_app
 
     export = build_tiny_export(tmp_path_factory.mktemp("serve") / "export")
-    port = _free_port()
-    for attempt in range(3):     # a raylet gets 30 s to register; an overloaded machine can miss it
-        try:
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
-            break
-        except Exception as e:
-            ray.shutdown()
-            if attempt == 2 or "timed out during startup" not in str(e):
-                raise
+    port = free_port()
+    start_local_ray(num_cpus=2)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(build_app({"model": str(export), "max_sessions_per_replica": 5, "idle_timeout_s": 3,
