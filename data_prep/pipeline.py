@@ -3,7 +3,10 @@
 Output (``data.output_dir``)::
 
     tokenizers/speech/  tokenizers/text/     fitted first, on a seeded sample of valid rows
-    shards/<split>/<source>-<NNNNNN>.tar     WebDataset shards, split = train | heldout
+    shards/<split>/<source>-<NNNNNN>.tar     WebDataset shards, split = train | heldout (with
+                                             OmniChat Whisper-base features of the user turns when
+                                             omnichat.content_expert = whisper_base; see
+                                             omni.omnichat.precompute)
     manifest.json                            shards (sha256, samples, bytes), sources, tokenizers
     rejects.jsonl                            one line per rejected row: key, source, input, reason
     _done/<split>__<source>-<NNNNNN>.json    one record per finished shard (resume state)
@@ -80,11 +83,14 @@ def plan_items(cfg: Config) -> list[dict]:
 
 def config_hash(cfg: Config) -> str:
     """Hash of everything that changes shard contents (not paths, parallelism or the reader's buffer)."""
-    return hashlib.sha256(json.dumps(
-        {"data": cfg.data.model_dump(mode="json", exclude={"output_dir", "tokenize_actors",
-                                                           "synth_parallelism", "shuffle_buffer"}),
-         "synth": cfg.synth.model_dump(mode="json"), "tokenizer": cfg.tokenizer.model_dump(mode="json")},
-        sort_keys=True).encode()).hexdigest()[:16]
+    from omni.omnichat.precompute import precompute_spec
+    parts = {"data": cfg.data.model_dump(mode="json", exclude={"output_dir", "tokenize_actors",
+                                                               "synth_parallelism", "shuffle_buffer"}),
+             "synth": cfg.synth.model_dump(mode="json"), "tokenizer": cfg.tokenizer.model_dump(mode="json")}
+    content = precompute_spec(cfg.omnichat)
+    if content is not None:  # only then: shards without OmniChat features keep their hash
+        parts["omnichat_content"] = content
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def shard_plan(items: list[dict], cfg_hash: str) -> dict[str, dict]:
@@ -201,26 +207,33 @@ def read_and_validate(item: dict, cfg_json: str) -> dict:
 
 
 class Tokenize:
-    """Ray Data actor (``map_batches`` in an actor pool): speech units + text ids, FLAC encoded."""
+    """Ray Data actor (``map_batches`` in an actor pool): speech units + text ids, FLAC encoded;
+    with ``content`` (:func:`omni.omnichat.precompute.precompute_spec`) also OmniChat's Whisper-base
+    features of the user turns (``user_content``, float16 npy; index in the meta)."""
 
-    def __init__(self, speech_dir: str, text_dir: str, frame_rate_hz: float):
+    def __init__(self, speech_dir: str, text_dir: str, frame_rate_hz: float, content: dict | None = None):
         from omni.speech_tokenizer import load_speech_tokenizer
         from omni.text_tokenizer import TextTokenizer
 
         self.speech = load_speech_tokenizer(speech_dir)
         self.text = TextTokenizer.load(text_dir)
         self.frame_rate_hz = frame_rate_hz
+        self.content = content
+        self.content_expert = None
+        if content is not None:
+            from omni.omnichat.experts import WhisperBaseContent
+            self.content_expert = WhisperBaseContent()
 
     def __call__(self, batch: dict) -> dict:
         out = {k: [] for k in (*ROW_KEYS, "reason", "json", "user_flac", "assistant_flac", "user_units",
-                               "assistant_units")}
+                               "assistant_units", "user_content")}
         for i in range(len(batch["key"])):
             for k in (*ROW_KEYS, "reason"):
                 out[k].append(str(batch[k][i]))
             meta = json.loads(batch["meta"][i])
             if batch["reason"][i]:
                 out["json"].append(json.dumps(meta, sort_keys=True).encode())
-                for k in ("user_flac", "assistant_flac", "user_units", "assistant_units"):
+                for k in ("user_flac", "assistant_flac", "user_units", "assistant_units", "user_content"):
                     out[k].append(b"")
                 continue
             for t in meta["turns"]:
@@ -230,8 +243,19 @@ class Tokenize:
                 wave = np.frombuffer(batch[f"{ch}_pcm"][i], dtype=np.float32)
                 out[f"{ch}_flac"].append(S.encode_flac(wave))
                 out[f"{ch}_units"].append(S.encode_npy(self.speech.encode(wave).astype(np.int16)))
+            out["user_content"].append(self._content(out["user_flac"][-1], meta))
             out["json"].append(json.dumps(meta, sort_keys=True).encode())
         return out
+
+    def _content(self, user_flac: bytes, meta: dict) -> bytes:
+        """OmniChat content features of the user turns (b"" when not configured); encoded from the
+        FLAC-decoded wave, i.e. exactly the samples training reads back."""
+        if self.content_expert is None:
+            return b""
+        from omni.omnichat.precompute import content_features
+        arr, index = content_features(S.decode_flac(user_flac), meta, self.content_expert, self.content["max_turn_s"])
+        meta["omnichat_content"] = index
+        return S.encode_npy(arr)
 
 
 class ShardWriter:
@@ -266,7 +290,9 @@ class ShardWriter:
         good = [r for r in rows if not r["reason"]]
         samples = [{"__key__": r["key"], "json": bytes(r["json"]), "user.flac": bytes(r["user_flac"]),
                     "assistant.flac": bytes(r["assistant_flac"]), "user_units.npy": bytes(r["user_units"]),
-                    "assistant_units.npy": bytes(r["assistant_units"])} for r in good]
+                    "assistant_units.npy": bytes(r["assistant_units"]),
+                    **({"user_content.npy": bytes(r["user_content"])} if len(r.get("user_content", b"")) else {})}
+                   for r in good]
         entry = S.write_shard(self.out / "shards" / f"{shard}.tar", samples) if samples else None
         if entry:
             entry["path"] = str(Path(entry["path"]).relative_to(self.out))
@@ -298,7 +324,9 @@ def _report(progress: bool, done: int, total: int, rows: int, t0: float, every_s
 
 
 def _run_local(todo: list[dict], cfg: Config, tok_info: dict, out: Path, plan: dict, progress: bool) -> int:
-    tok = Tokenize(tok_info["speech_dir"], tok_info["text_dir"], cfg.tokenizer.frame_rate_hz)
+    from omni.omnichat.precompute import precompute_spec
+    tok = Tokenize(tok_info["speech_dir"], tok_info["text_dir"], cfg.tokenizer.frame_rate_hz,
+                   precompute_spec(cfg.omnichat))
     writer, cfg_json, written, t0 = ShardWriter(str(out), plan), cfg.model_dump_json(), 0, time.time()
     for rows, item in enumerate(todo, 1):
         row = read_and_validate(item, cfg_json)
@@ -312,6 +340,7 @@ def _run_local(todo: list[dict], cfg: Config, tok_info: dict, out: Path, plan: d
 def _run_ray(todo: list[dict], cfg: Config, tok_info: dict, out: Path, plan: dict, progress: bool) -> int:
     import ray
 
+    from omni.omnichat.precompute import precompute_spec
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = progress and sys.stderr.isatty()  # bars on a terminal, log lines otherwise
     ctx.enable_operator_progress_bars = ctx.enable_progress_bars
@@ -329,7 +358,7 @@ def _run_ray(todo: list[dict], cfg: Config, tok_info: dict, out: Path, plan: dic
     ds = ds.map_batches(Tokenize, batch_size=4, num_cpus=0.25,
                         compute=ray.data.ActorPoolStrategy(size=cfg.data.tokenize_actors),
                         fn_constructor_args=(tok_info["speech_dir"], tok_info["text_dir"],
-                                             cfg.tokenizer.frame_rate_hz))
+                                             cfg.tokenizer.frame_rate_hz, precompute_spec(cfg.omnichat)))
     ds = ds.map_batches(ShardWriter, batch_size=None, num_cpus=0, compute=ray.data.ActorPoolStrategy(size=1),
                         fn_constructor_args=(str(out), plan))
     written, rows, t0 = 0, 0, time.time()

@@ -1,8 +1,10 @@
 """WebDataset shard files: deterministic bytes, atomic writes, sha256, and reading back.
 
 A shard is a plain tar: members ``KEY.json``, ``KEY.user.flac``, ``KEY.assistant.flac``,
-``KEY.user_units.npy``, ``KEY.assistant_units.npy``, sorted by key. Tar headers carry no
-time, owner or mode that varies, so the same rows always give the same bytes.
+``KEY.user_units.npy``, ``KEY.assistant_units.npy``, sorted by key; optionally
+``KEY.user_content.npy`` (OmniChat's precomputed Whisper-base features of the user turns,
+float16, see ``omni.omnichat.precompute``). Tar headers carry no time, owner or mode that varies,
+so the same rows always give the same bytes.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import numpy as np
 import soundfile as sf
 
 SAMPLE_RATE_HZ = 16000
-FIELDS = ("json", "user.flac", "assistant.flac", "user_units.npy", "assistant_units.npy")
+FIELDS = ("json", "user.flac", "assistant.flac", "user_units.npy", "assistant_units.npy", "user_content.npy")
 
 
 def encode_flac(wave: np.ndarray) -> bytes:
@@ -108,4 +110,6 @@ def decode_sample(raw: dict, audio: bool = False) -> dict:
             rec[f"{ch}_units"] = decode_npy(raw[f"{ch}_units.npy"]).astype(np.int64)
         if audio and f"{ch}.flac" in raw:
             rec[ch] = decode_flac(raw[f"{ch}.flac"])
+    if audio and "user_content.npy" in raw:  # OmniChat content features, read with the audio
+        rec["user_content"] = decode_npy(raw["user_content.npy"])
     return rec

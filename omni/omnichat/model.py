@@ -4,6 +4,8 @@
 text, style tags, ``<eot>``) of a batch of :class:`omni.omnichat.data.TurnExample`. The
 experts' features of each audio segment are cached by the segment's ``cache_key`` while the
 experts are frozen (they cannot change), so repeated epochs pay only for Mix-Former + LLM.
+Features precomputed at data prep and carried by the segment (``Segment.features``, e.g. the
+Whisper base content features stored in the shards) are used as they are: that expert never runs.
 
 Decoding (``generate``) is greedy and style-constrained: text ids until the model emits a
 ``<pitch_*>`` tag, then exactly one ``<speed_*>`` and one ``<emotion_*>``, then ``<eot>``.
@@ -14,7 +16,8 @@ Export folder = an omni export of the LLM (LoRA merged; ``omni.model.save_export
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
+import logging
+from collections import Counter, OrderedDict
 from pathlib import Path
 
 import torch
@@ -22,11 +25,12 @@ from torch import nn
 
 from omni.config import OmniChatConfig
 from omni.omnichat.data import Segment, TurnExample
-from omni.omnichat.experts import build_experts
+from omni.omnichat.experts import build_experts, num_frames
 from omni.omnichat.mixformer import MixFormer
 from omni.vocab import Vocab
 
 FAMILY = "omnichat"
+log = logging.getLogger("omni.omnichat")
 
 
 class OmniChatModel(nn.Module):
@@ -44,6 +48,10 @@ class OmniChatModel(nn.Module):
                                    heads=oc.qformer_heads) if oc.input == "audio" else None
         self._cache: OrderedDict = OrderedDict()
         self.cache_size = cache_size
+        self.feature_counts: Counter = Counter()
+        """``<expert>_precomputed`` / ``<expert>_encoded``: segments whose features came from the data
+        vs from running the expert (cache hits count neither)."""
+        self._warned_slow = False
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -54,11 +62,33 @@ class OmniChatModel(nn.Module):
 
     # ----------------------------------------------------------------- features
     def expert_features(self, seg: Segment) -> dict[str, torch.Tensor]:
+        """{expert: (frames, dim)}: precomputed features of the segment (``seg.features``, read
+        from the shards) where present, else the expert runs; frozen experts' results are cached
+        by ``cache_key``. ``feature_counts`` counts both kinds per expert."""
         frozen = all(getattr(e, "frozen", False) for e in self.experts.values())
         if frozen and seg.cache_key is not None and seg.cache_key in self._cache:
             self._cache.move_to_end(seg.cache_key)
             return self._cache[seg.cache_key]
-        feats = {n: e.features(seg.wave) for n, e in self.experts.items()}
+        pre = seg.features or {}
+        feats = {}
+        for n, e in self.experts.items():
+            if n in pre:
+                f = pre[n]
+                want = num_frames(len(seg.wave), e.frame_rate_hz) if seg.wave is not None else f.shape[0]
+                if f.ndim != 2 or f.shape[1] != e.dim or f.shape[0] != want:
+                    raise ValueError(f"precomputed {n} features of {seg.cache_key!r} have shape {tuple(f.shape)}, "
+                                     f"expert {type(e).__name__} gives ({want}, {e.dim}): re-run data prep")
+                feats[n] = f.float()
+                self.feature_counts[f"{n}_precomputed"] += 1
+            else:
+                if getattr(e, "FEATURE_ID", None) and seg.cache_key is not None and not self._warned_slow:
+                    # a data segment (live turns have no cache_key and are meant to be encoded)
+                    self._warned_slow = True
+                    log.warning("expert %s runs on the fly for %r (no precomputed features in the data): "
+                                "~1 s per turn on CPU; prepare the data with omnichat.content_expert=whisper_base "
+                                "to store them in the shards", type(e).__name__, seg.cache_key)
+                feats[n] = e.features(seg.wave)
+                self.feature_counts[f"{n}_encoded"] += 1
         if frozen and seg.cache_key is not None:
             self._cache[seg.cache_key] = feats
             while len(self._cache) > self.cache_size:
