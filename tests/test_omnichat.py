@@ -228,3 +228,11 @@ def test_comparison_configs_differ_only_in_what_they_compare():
     assert sorted(seen[n].data_fraction for n in seen if n.startswith("scale_")) == [0.25, 0.5, 1.0]
     assert load_config(root / "omnichat_tiny.yaml").omnichat.fusion == "mixformer"
     assert load_config(root / "omnichat_llama3_8b.yaml").omnichat.content_path
+
+
+def test_experts_take_a_wave_whose_last_chunk_is_tiny():
+    """4 s + 10 ms: the tiny content expert's last 4 s chunk is 160 samples (stft padding used to fail)."""
+    from omni.omnichat.experts import TinyWhisperContent
+    w = (0.1 * np.sin(np.arange(64160) * 0.05)).astype(np.float32)
+    f = TinyWhisperContent().freeze().features(w)
+    assert f.shape == (201, 64) and torch.isfinite(f).all()

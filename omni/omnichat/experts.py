@@ -91,6 +91,8 @@ class LogMel(torch.nn.Module):
 
     def forward(self, w: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(w))
+        if x.numel() <= 200:  # stft's centred reflect padding needs > n_fft/2 samples (a short last chunk)
+            x = torch.nn.functional.pad(x, (0, 401 - x.numel()))
         spec = torch.stft(x, 400, 160, window=self.win, return_complex=True).abs() ** 2
         mel = torch.log10(torch.clamp(self.fb @ spec, min=1e-10))
         mel = torch.maximum(mel, mel.max() - 8.0)
