@@ -1,4 +1,8 @@
-"""The stage loop without Ray: loss falls on a small fixed set; checkpoints round-trip."""
+"""The stage loop without Ray: loss falls on a small fixed set; checkpoints round-trip (read
+weights-only: a pickle payload is refused); corrupt shards are skipped and counted in MLflow."""
+import json
+import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -7,7 +11,16 @@ import torch
 from safetensors.torch import load_file
 
 from omni.config import load_config, resolve_paths
-from omni.train_loop import LoopContext, deepspeed_config, lr_lambda, train_loop
+from omni.train_loop import (
+    CORRUPT_SHARDS,
+    LoopContext,
+    UnsafeCheckpointError,
+    deepspeed_config,
+    lr_lambda,
+    safe_torch_load,
+    stream_losses,
+    train_loop,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,3 +88,111 @@ def test_checkpoint_round_trip_and_resume(tiny_data, tmp_path):
     assert done.log == []
     a, b = load_file(tmp_path / "export_a" / "model.safetensors"), load_file(tmp_path / "export_b" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+class _Payload:
+    """Unpickling this runs ``os.mkdir(marker)``: the stand-in for code hidden in a checkpoint."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.mkdir, (self.marker,)
+
+
+def test_resume_refuses_a_pickle_payload_checkpoint(tiny_data, tmp_path):
+    """DeepSpeed reads its .pt files with torch.load(weights_only=False); resume must not: a checkpoint
+    whose model-states file carries a pickle payload is refused by name and the payload never runs."""
+    marker = tmp_path / "payload_ran"
+    evil = tmp_path / "evil"
+    (evil / "ckpt").mkdir(parents=True)
+    torch.save({"module": {"w": torch.zeros(2)}, "extra": _Payload(marker)}, evil / "ckpt" / "mp_rank_00_model_states.pt")
+    (evil / "loop_state_rank0.json").write_text(json.dumps({"step": 1, "stage": "align", "py_rng": [3, [0] * 625, None]}))
+
+    # the payload is real: an unrestricted load runs it
+    torch.load(evil / "ckpt" / "mp_rank_00_model_states.pt", weights_only=False)
+    assert marker.exists()
+    marker.rmdir()
+
+    cfg = _cfg(tiny_data, tmp_path, "stages.align.max_steps=2")
+    with pytest.raises(UnsafeCheckpointError, match=r"mp_rank_00_model_states\.pt: it is not weights-only.*posix\.mkdir"):
+        train_loop(_args(cfg, "align"), LoopContext(resume_dir=str(evil)))
+    assert not marker.exists(), "the pickle payload ran during resume"
+
+    # the optimizer-states file goes through the same loader
+    optim = evil / "ckpt" / "zero_pp_rank_0_mp_rank_00_optim_states.pt"
+    torch.save({"optimizer_state_dict": {"state": {}, "x": _Payload(marker)}}, optim)
+    with pytest.raises(UnsafeCheckpointError, match="not weights-only"):
+        safe_torch_load(optim, map_location="cpu")
+    assert not marker.exists()
+
+
+def test_stream_losses_sums_and_counts_per_stream():
+    labels = torch.tensor([[1, -100, 2, 0, 3]])
+    stream = torch.tensor([[3, 0, 4, 4, 9]])   # code 9: not a stream, counted in no stream
+    logits = torch.zeros(1, 5, 5)
+    total, per = stream_losses(logits, labels, stream)
+    ln5 = float(torch.log(torch.tensor(5.0)))
+    assert float(total) == pytest.approx(ln5) and set(per) == {"assistant_text", "assistant_speech"}
+    assert per["assistant_text"] == (pytest.approx(ln5), 1) and per["assistant_speech"] == (pytest.approx(2 * ln5), 2)
+
+
+def _flip_payload_byte(shard: Path) -> None:
+    """Change one unit inside an .npy member: the tar and the array still parse, only sha256 sees it."""
+    data = bytearray(shard.read_bytes())
+    i = data.index(b"\x93NUMPY") + 200
+    data[i] ^= 0xFF
+    shard.write_bytes(bytes(data))
+
+
+def test_corrupt_shards_are_skipped_and_counted_in_mlflow(tiny_data, tmp_path, caplog):
+    from mlflow import MlflowClient
+
+    data = shutil.copytree(tiny_data, tmp_path / "data")
+    train = sorted((data / "shards" / "train").glob("*.tar"))
+    assert len(train) >= 3
+    _flip_payload_byte(train[0])                              # flipped bytes: only the checksum catches it
+    train[-1].write_bytes(train[-1].read_bytes()[:3000])      # truncated mid-member
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("corrupt", artifact_location=(tmp_path / "mlruns").as_uri())
+    run_id = client.create_run(exp).info.run_id
+    cfg = _cfg(data, tmp_path, "stages.align.max_steps=2", "data.shuffle_buffer=64")  # every shard read up front
+    args = {**_args(cfg, "align"), "mlflow": {"uri": uri, "run_id": run_id}}
+
+    ctx = LoopContext()
+    with caplog.at_level(logging.WARNING, logger="omni.reader"):
+        final = train_loop(args, ctx)
+    warned = " ".join(r.getMessage() for r in caplog.records if r.name == "omni.reader")
+    assert train[0].name in warned and "sha256 mismatch" in warned and train[-1].name in warned
+    assert final[CORRUPT_SHARDS] == 2 and [m[CORRUPT_SHARDS] for m in ctx.log] == [2, 2]
+    assert final["data/heldout_corrupt_shards_skipped"] == 0 and final["loss"] > 0
+    hist = client.get_metric_history(run_id, CORRUPT_SHARDS)
+    assert sorted((h.step, h.value) for h in hist) == [(1, 2.0), (2, 2.0)]
+    assert {h.step for h in client.get_metric_history(run_id, "loss")} == {1, 2}
+
+
+def test_mlflow_writer_process_logs_in_order_and_surfaces_errors(tmp_path):
+    """Metrics are written by a separate process: every batch sent is in MLflow after flush(), and a
+    store that refuses a write fails the run at the next flush instead of losing metrics silently."""
+    from mlflow import MlflowClient
+
+    from omni.train_loop import _MlflowLogger
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("w", artifact_location=(tmp_path / "a").as_uri())).info.run_id
+    mlf = _MlflowLogger({"uri": uri, "run_id": run_id})
+    for step in range(1, 6):
+        mlf.log({"step": step, "loss": 1.0 / step, "skipped": float("nan"), "note": "not a number"})
+    mlf.flush()
+    assert [(h.step, h.value) for h in client.get_metric_history(run_id, "loss")] == [(s, 1.0 / s) for s in range(1, 6)]
+    mlf.close()
+    assert "skipped" not in client.get_run(run_id).data.metrics
+
+    bad = _MlflowLogger({"uri": uri, "run_id": "0" * 32})   # no such run
+    bad.log({"step": 1, "loss": 1.0})
+    with pytest.raises(RuntimeError, match="MLflow logging to run 0+ failed"):
+        bad.flush()
+    bad.abort()
+    _MlflowLogger(None).log({"step": 1, "loss": 1.0})          # logging off: a no-op

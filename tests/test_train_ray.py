@@ -57,6 +57,7 @@ def test_killed_worker_resumes_from_last_checkpoint(ray_local, tiny_data, tmp_pa
     res = run_stage(cfg, "align")
     assert ray_local.exists(), "the fault was not injected"
     assert res["metrics"]["step"] == 6
+    assert res["metrics"]["data/corrupt_shards_skipped"] == 0       # reported by the resumed run too
     hist = mlflow.MlflowClient().get_metric_history(res["run_id"], "loss")
     steps = sorted(h.step for h in hist)
     assert set(steps) == set(range(1, 7))          # continuous: every planned step logged

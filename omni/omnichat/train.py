@@ -15,7 +15,6 @@ held-out generation metrics (rank 0), checkpoint through ``report``, export.
 from __future__ import annotations
 
 import json
-import random
 import tempfile
 import time
 from collections.abc import Iterator
@@ -101,12 +100,13 @@ def train_loop_omnichat(args: dict, ctx=None) -> dict:
     from omni.omnichat.model import build_omnichat, save_omnichat
     from omni.train_loop import (
         LoopContext,
-        _ensure_dist,
         _MlflowLogger,
         _report,
         deepspeed_config,
         load_assets,
+        load_engine_checkpoint,
         lr_lambda,
+        worker_setup,
     )
 
     ctx = ctx or LoopContext()
@@ -116,11 +116,7 @@ def train_loop_omnichat(args: dict, ctx=None) -> dict:
     tr, oc = omnichat_train_settings(cfg), cfg.omnichat
     if tr.zero_stage == 3:
         raise ConfigError("stage omnichat supports train.zero_stage 0-2 (the Mix-Former export needs full weights)")
-    torch.manual_seed(tr.seed + ctx.rank)
-    random.seed(tr.seed + ctx.rank)
-    np.random.seed(tr.seed + ctx.rank)
-    torch.set_num_threads(max(1, int(tr.cpus_per_worker)))
-    _ensure_dist(ctx)
+    worker_setup(tr, ctx)
     vocab, text_tok, speech, speech_dir = load_assets(cfg)
     model = build_omnichat(cfg, vocab, args.get("init_from"))
 
@@ -133,7 +129,7 @@ def train_loop_omnichat(args: dict, ctx=None) -> dict:
 
     step = 0
     if ctx.resume_dir:
-        engine.load_checkpoint(ctx.resume_dir, tag="ckpt")
+        load_engine_checkpoint(engine, ctx.resume_dir, tag="ckpt")  # weights_only: no pickle runs
         step = json.loads((Path(ctx.resume_dir) / f"loop_state_rank{ctx.rank}.json").read_text())["step"]
 
     weights = source_weights(cfg)
@@ -172,6 +168,8 @@ def train_loop_omnichat(args: dict, ctx=None) -> dict:
                 _report(ctx, metrics, d, mlf)
         elif step % tr.log_every == 0:
             _report(ctx, metrics, None, mlf)
+    if mlf is not None:
+        mlf.close()
 
     if args.get("export_dir") and ctx.rank == 0:
         save_omnichat(args["export_dir"], engine.module, text_tok, speech_dir, cfg,
