@@ -27,9 +27,9 @@ import numpy as np
 import pytest
 
 from jobs._common import free_port, start_local_ray
-from serve_app.protocol import float_to_pcm16
 from serve_app.proxy_hooks import PROXY_CALLBACK, PROXY_CALLBACK_ENV
-from serve_app.tiny_export import build_tiny_export, demo_wave
+from serve_app.tiny_export import build_tiny_export
+from tests.serve_util import pcm_frames, ws_session
 
 REPO = Path(__file__).resolve().parents[1]
 CHUNK_BYTES = 6400 * 2                 # one step's assistant audio (10 units x 640 samples, PCM16)
@@ -75,16 +75,11 @@ def _replica_sessions(server, tries=12) -> dict[str, int]:
     return seen
 
 
-def _pcm(seconds, seed=0, frame=320):
-    w = demo_wave(seconds, seed=seed)
-    return [float_to_pcm16(w[i:i + frame]) for i in range(0, w.size, frame)]
-
-
 class Live:
     """A duplex session streamed in real time; records its events, audio and how it ended."""
 
     def __init__(self, server, seconds, seed):
-        self.url, self.frames = f"ws://{server}/v1/duplex", _pcm(seconds, seed)
+        self.url, self.frames = f"ws://{server}/v1/duplex", pcm_frames(seconds, seed=seed)
         self.ready, self.stats, self.errors, self.audio = None, [], [], 0
         self.arrivals: list[float] = []
         self.close_code, self.closed_at, self.done = None, None, None
@@ -187,21 +182,8 @@ def test_proxy_hook_closes_only_orphaned_websockets():
 # ------------------------------------------------------------------ malformed traffic
 async def _app_case(server, frames, end=False):
     """Send ``frames`` through a normal client; (close code, error events, done?)."""
-    import websockets
-    errors, done = [], False
-    async with websockets.connect(f"ws://{server}/v1/duplex", max_size=2 ** 25) as ws:
-        for f in frames:
-            await ws.send(f)
-        if end:
-            await ws.send(json.dumps({"type": "end"}))
-        with contextlib.suppress(websockets.ConnectionClosed):
-            while True:
-                msg = await asyncio.wait_for(ws.recv(), 20)
-                if isinstance(msg, str):
-                    ev = json.loads(msg)
-                    errors += [ev] if ev["type"] == "error" else []
-                    done = done or ev["type"] == "done"
-    return ws.close_code, errors, done
+    events, _, code = await ws_session(server, frames, end=end, read_timeout_s=20, max_size=2 ** 25)
+    return code, [e for e in events if e["type"] == "error"], any(e["type"] == "done" for e in events)
 
 
 def _frame(opcode, payload, mask=True, fin=True, rsv=0):
@@ -255,10 +237,10 @@ APP_CASES = [  # (name, frames, send end, expected close code)
     ("control message with a wrong type field", [json.dumps({"type": 5})], False, 1003),
     ("huge text frame (1 MiB)", ["x" * 2 ** 20], False, 1009),
     ("message over the proxy's 16 MiB limit", [b"\0" * (17 * 2 ** 20)], False, 1009),
-    ("audio after end", _pcm(0.4) + [json.dumps({"type": "end"})] + _pcm(0.2), False, 1003),
+    ("audio after end", pcm_frames(0.4) + [json.dumps({"type": "end"})] + pcm_frames(0.2), False, 1003),
     ("binary garbage (even length) is just noise", [os.urandom(640) for _ in range(40)], True, 1000),
-    ("empty binary frames are ignored", [b""] * 5 + _pcm(0.8), True, 1000),
-    ("audio sent before reading ready, in 161-sample frames", _pcm(0.8, frame=161), True, 1000),
+    ("empty binary frames are ignored", [b""] * 5 + pcm_frames(0.8), True, 1000),
+    ("audio sent before reading ready, in 161-sample frames", pcm_frames(0.8, frame_samples=161), True, 1000),
 ]
 
 RAW_CASES = [  # (name, frames, expected close code from the proxy)
@@ -292,7 +274,7 @@ def test_malformed_websocket_traffic_gets_its_close_code(server):
         s.sendall(f"GET /v1/duplex HTTP/1.1\r\nHost: {server}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                   f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
         await loop.run_in_executor(None, s.recv, 65536)
-        s.sendall(b"".join(_frame(0x2, f) for f in _pcm(0.5)))
+        s.sendall(b"".join(_frame(0x2, f) for f in pcm_frames(0.5)))
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         s.close()                                                         # RST
         return app, raw, not_http, await partial, await good_task

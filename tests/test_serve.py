@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import io
 import json
 import os
@@ -19,6 +20,7 @@ import soundfile as sf
 from jobs._common import free_port, start_local_ray
 from serve_app.protocol import float_to_pcm16
 from serve_app.tiny_export import build_tiny_export, demo_wave
+from tests.serve_util import pcm_frames, ws_session
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "test-token-123"
@@ -69,29 +71,8 @@ def _post(server, path, body: bytes, token=TOKEN, ctype="audio/wav"):
         return e.code, json.loads(e.read())
 
 
-async def _ws_session(server, frames, query="", token=TOKEN, end=True, read_timeout_s=30):
-    """Send ``frames`` (bytes or str) and collect (json events, audio bytes, close code)."""
-    import websockets
-    headers = {"Authorization": f"Bearer {token}"} if token else None
-    events, audio = [], 0
-    async with websockets.connect(f"ws://{server}/v1/duplex{query}", additional_headers=headers) as ws:
-        for f in frames:
-            await ws.send(f)
-        if end:
-            await ws.send(json.dumps({"type": "end"}))
-        with contextlib.suppress(websockets.ConnectionClosed):
-            while True:
-                msg = await asyncio.wait_for(ws.recv(), read_timeout_s)
-                if isinstance(msg, bytes):
-                    audio += len(msg)
-                else:
-                    events.append(json.loads(msg))
-        return events, audio, ws.close_code
-
-
-def _pcm_frames(seconds, frame_samples=320, seed=0):
-    w = demo_wave(seconds, seed=seed)
-    return [float_to_pcm16(w[i:i + frame_samples]) for i in range(0, w.size, frame_samples)]
+# every session here authenticates with TOKEN unless a test says otherwise
+_ws_session = functools.partial(ws_session, token=TOKEN)
 
 
 def test_healthz_index_and_static(server):
@@ -125,7 +106,7 @@ def test_auth_rejects_missing_or_wrong_token(server):
     assert code == 1008 and events[-1]["type"] == "error" and "token" in events[-1]["message"]
     _, _, code = asyncio.run(_ws_session(server, [], query="?token=wrong", token=None, end=False))
     assert code == 1008
-    events, _, code = asyncio.run(_ws_session(server, _pcm_frames(0.5), query=f"?token={TOKEN}", token=None))
+    events, _, code = asyncio.run(_ws_session(server, pcm_frames(0.5), query=f"?token={TOKEN}", token=None))
     assert code == 1000 and events[0]["type"] == "ready"
     buf = io.BytesIO()
     sf.write(buf, demo_wave(1.0), 16000, format="WAV", subtype="PCM_16")
@@ -152,7 +133,7 @@ def test_respond_wav_and_raw_pcm(server):
 
 def test_bad_frames_close_only_that_session(server):
     async def scenario():
-        good = asyncio.create_task(_ws_session(server, _pcm_frames(2.0, seed=3)))
+        good = asyncio.create_task(_ws_session(server, pcm_frames(2.0, seed=3)))
         bad = await asyncio.gather(
             _ws_session(server, [b"\x00\x01\x02"], end=False),                     # odd byte count
             _ws_session(server, ["hello"], end=False),                             # text, not binary
