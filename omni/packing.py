@@ -287,20 +287,25 @@ def model_inputs(batch: dict) -> dict:
     return kw
 
 
+def stream_loss_sums(logits: torch.Tensor, labels: torch.Tensor, stream: torch.Tensor):
+    """Mean CE over target positions (to backpropagate), plus the detached CE sum and target count
+    of every stream as two tensors indexed by stream code (``formats.STREAM_NAMES``). No host sync:
+    a training step can accumulate these and read them only when it logs."""
+    ce = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
+                                           labels.reshape(-1).to(logits.device), ignore_index=IGNORE,
+                                           reduction="none")
+    valid = labels.reshape(-1).to(ce.device) != IGNORE
+    total = ce.sum() / valid.sum().clamp(min=1)
+    n = len(STREAM_NAMES)
+    code = stream.reshape(-1).to(ce.device)
+    code = torch.where(valid & (code >= 0) & (code < n), code, torch.full_like(code, n))  # n: not a target
+    sums = torch.zeros(n + 1, dtype=ce.dtype, device=ce.device).index_add_(0, code, ce.detach())
+    return total, sums[:n], torch.bincount(code, minlength=n + 1)[:n]
+
+
 def packed_loss(logits: torch.Tensor, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
     """Mean cross-entropy over target positions plus per-stream means (``{stream_name: loss}``,
     only streams present in the batch)."""
-    labels = batch["labels"].to(logits.device)
-    flat = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                                             ignore_index=IGNORE, reduction="none")
-    valid = labels.reshape(-1) != IGNORE
-    n = valid.sum()
-    loss = flat.sum() / n.clamp(min=1)
-    per = {}
-    stream = batch["stream"].reshape(-1).to(logits.device)
-    with torch.no_grad():
-        for code, name in enumerate(STREAM_NAMES):
-            sel = valid & (stream == code)
-            if sel.any():
-                per[name] = float(flat[sel].mean())
-    return loss, per
+    loss, sums, counts = stream_loss_sums(logits, batch["labels"], batch["stream"])
+    s, c = sums.tolist(), counts.tolist()
+    return loss, {name: s[code] / c[code] for code, name in enumerate(STREAM_NAMES) if c[code]}

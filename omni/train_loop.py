@@ -44,10 +44,12 @@ import numpy as np
 import torch
 
 from omni.config import Config
-from omni.packing import model_inputs
+from omni.formats import STREAM_NAMES as _ALL_STREAMS
+from omni.formats import STREAM_OTHER
+from omni.packing import model_inputs, stream_loss_sums
 
-STREAM_NAMES = {1: "user_speech", 2: "user_text", 3: "assistant_text", 4: "assistant_speech"}
-_NUM_CODES = max(STREAM_NAMES) + 1  # stream code 0: not a loss token / no stream
+STREAM_NAMES = {code: name for code, name in enumerate(_ALL_STREAMS) if code != STREAM_OTHER}
+"""Streams whose loss is logged (``loss_<name>``); special tokens (``other``) count in ``loss`` only."""
 CORRUPT_SHARDS = "data/corrupt_shards_skipped"
 log = logging.getLogger("omni.train")
 
@@ -180,20 +182,6 @@ def packed_batches(examples: Iterator, seq_len: int, micro_batch: int, pad_id: i
     while rows:
         yield collate(rows[:micro_batch])
         rows = rows[micro_batch:]
-
-
-def stream_loss_sums(logits: torch.Tensor, labels: torch.Tensor, stream: torch.Tensor):
-    """Mean CE over loss tokens (to backpropagate), plus the detached CE sum and token count of
-    every stream as two tensors indexed by stream code (index 0 collects the rest). No host sync:
-    a training step accumulates these and reads them only at log steps."""
-    ce = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                                           ignore_index=-100, reduction="none")
-    mask = labels.reshape(-1) != -100
-    total = ce.sum() / mask.sum().clamp(min=1)
-    code = stream.reshape(-1).to(ce.device)
-    code = torch.where(mask & (code > 0) & (code < _NUM_CODES), code, torch.zeros_like(code))
-    sums = torch.zeros(_NUM_CODES, dtype=ce.dtype, device=ce.device).index_add_(0, code, ce.detach())
-    return total, sums, torch.bincount(code, minlength=_NUM_CODES)
 
 
 def per_stream(sums: torch.Tensor, counts: torch.Tensor) -> dict[str, tuple[float, int]]:
