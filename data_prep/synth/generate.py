@@ -43,21 +43,34 @@ def write_script(index: int, cfg: SynthConfig, rng: np.random.Generator, seed: i
     return plan_interruptions(script, rng, cfg.interrupt_prob)
 
 
+def speaker_backends(cfg: SynthConfig, rng: np.random.Generator) -> dict[str, str]:
+    """TTS backend per speaker: ``synth.tts`` for both, or with ``synth.tts_weights`` one draw per
+    speaker (no draw at all without weights, so single-backend corpora keep their voices)."""
+    if cfg.tts_weights is None:
+        return {"user": cfg.tts, "assistant": cfg.tts}
+    mix = cfg.tts_mix()
+    names, p = list(mix), np.array(list(mix.values()))
+    return {sp: names[int(rng.choice(len(names), p=p))] for sp in ("user", "assistant")}
+
+
 def voice_script(script: Script, cfg: SynthConfig, rng: np.random.Generator):
-    """[(turn, Speech)] plus a backchannel voicing function using the same two voices."""
-    tts = get_tts(cfg.tts, cfg.tts_base_url)
-    users = getattr(tts, "user_voices", USER_VOICES)
-    assistants = getattr(tts, "assistant_voices", ASSISTANT_VOICES)
+    """[(turn, Speech)], a backchannel voicing function using the same two voices, the voices and
+    the TTS backend of each speaker."""
+    backends = speaker_backends(cfg, rng)
+    engines = {sp: get_tts(k, cfg.tts_base_url, cfg.piper_model) for sp, k in backends.items()}
+    users = getattr(engines["user"], "user_voices", USER_VOICES)
+    assistants = getattr(engines["assistant"], "assistant_voices", ASSISTANT_VOICES)
     voices = {"user": users[int(rng.integers(len(users)))], "assistant": assistants[int(rng.integers(len(assistants)))]}
-    voiced = [(t, tts.synthesize(t.text, voices[t.speaker], t.emotion, t.pitch, t.speed)) for t in script.turns]
+    voiced = [(t, engines[t.speaker].synthesize(t.text, voices[t.speaker], t.emotion, t.pitch, t.speed))
+              for t in script.turns]
     cache: dict[tuple[str, str], Speech] = {}
 
     def backchannel(speaker: str, text: str) -> Speech:
         if (speaker, text) not in cache:
-            cache[(speaker, text)] = tts.synthesize(text, voices[speaker], "neutral", "normal", "normal")
+            cache[(speaker, text)] = engines[speaker].synthesize(text, voices[speaker], "neutral", "normal", "normal")
         return cache[(speaker, text)]
 
-    return voiced, backchannel, voices
+    return voiced, backchannel, voices, backends
 
 
 def _event_clip(tag: str, cfg: SynthConfig, rng) -> tuple[np.ndarray, str]:
@@ -128,7 +141,7 @@ def generate_dialogue(index: int, cfg: SynthConfig, seed: int | None = None, *, 
     seed = cfg.seed if seed is None else seed
     rngs = dialogue_rngs(index, seed)
     script = write_script(index, cfg, rngs["script"], seed)
-    voiced, backchannel, voices = voice_script(script, cfg, rngs["voice"])
+    voiced, backchannel, voices, backends = voice_script(script, cfg, rngs["voice"])
     ev_clips = {i: _event_clip(t.event, cfg, rngs["scene"]) for i, t in enumerate(script.turns) if t.event}
     reserve = {i: len(c) / SR + EVENT_GAP_S for i, (c, _) in ev_clips.items()}
     mix = assemble(voiced, rngs["duplex"], pause_mean_s=cfg.pause_mean_s, pause_std_s=cfg.pause_std_s,
@@ -139,7 +152,10 @@ def generate_dialogue(index: int, cfg: SynthConfig, seed: int | None = None, *, 
     key = f"syn-{index:06d}"
     meta = {"id": key, "source": "synthetic", "scenario": script.scenario, "topic": script.topic,
             "sample_rate_hz": SR, "duration_s": mix["duration_s"], "voices": voices, "seed": int(seed),
-            "index": int(index), "turns": mix["turns"], "events": sorted(meta_events, key=lambda e: e["start_s"])}
+            "index": int(index), "turns": mix["turns"], "events": sorted(meta_events, key=lambda e: e["start_s"]),
+            "tts": backends}
+    for t in meta["turns"]:
+        t["tts"] = backends[t["speaker"]]
     record = {"key": key, "meta": meta, "user": mix["user"], "assistant": mix["assistant"]}
     if asr is None and cfg.qc_max_wer is not None:
         if not cfg.qc_asr_path:

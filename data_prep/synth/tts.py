@@ -1,8 +1,9 @@
-"""Controllable TTS behind one interface: espeak-ng (ctypes, embedded) and an OpenAI-compatible
-``/v1/audio/speech`` client.
+"""Controllable TTS behind one interface: espeak-ng (ctypes, embedded), the Piper neural voice
+(:mod:`data_prep.synth.piper_tts`) and an OpenAI-compatible ``/v1/audio/speech`` client.
 
-Both return a :class:`Speech`: 16 kHz mono float32 plus per-word timings (exact for espeak-ng
-from its word events; estimated from character counts over the voiced region for HTTP TTS).
+All return a :class:`Speech`: 16 kHz mono float32 plus per-word timings (exact for espeak-ng
+from its word events, for Piper from its phoneme durations; estimated from character counts over
+the voiced region for HTTP TTS).
 Style (emotion / pitch / speed, the 7/3/3 classes of OmniChat) maps to espeak's pitch, range,
 rate, volume and word gap.
 
@@ -221,18 +222,22 @@ def _words_from_events(text: str, events, native_rate_hz: int) -> list[Word]:
 _PROCESS_TTS: dict[str, object] = {}
 
 
-def get_tts(kind: str = "espeak", base_url: str | None = None):
-    """Process-wide TTS instance (lazily created, reused across calls)."""
-    key = f"{kind}|{base_url}"
+def get_tts(kind: str = "espeak", base_url: str | None = None, piper_model: str | None = None):
+    """Process-wide TTS instance (lazily created, reused across calls). ``piper``: the Piper neural
+    voice of :mod:`data_prep.synth.piper_tts` (``piper_model``: None = the packaged joe voice)."""
+    key = f"{kind}|{base_url if kind == 'openai' else ''}|{piper_model if kind == 'piper' else ''}"
     if key not in _PROCESS_TTS:
         if kind == "espeak":
             _PROCESS_TTS[key] = EspeakTTS()
+        elif kind == "piper":
+            from .piper_tts import PiperTTS
+            _PROCESS_TTS[key] = PiperTTS(piper_model)
         elif kind == "openai":
             if not base_url:
                 raise ValueError("synth.tts=openai needs synth.tts_base_url (e.g. http://127.0.0.1:8880/v1)")
             _PROCESS_TTS[key] = OpenAITTS(base_url)
         else:
-            raise ValueError(f"unknown TTS {kind!r}: choose espeak or openai")
+            raise ValueError(f"unknown TTS {kind!r}: choose espeak, piper or openai")
     return _PROCESS_TTS[key]
 
 
