@@ -132,7 +132,7 @@ class SynthConfig(_Section):
 
 # ---------------------------------------------------------------------- tokenizer
 class TokenizerConfig(_Section):
-    speech: Literal["mel_kmeans", "s3", "mimi"] = "mel_kmeans"
+    speech: Literal["phonetic", "mel_kmeans", "s3", "mimi"] = "mel_kmeans"
     speech_path: str | None = None
     """Local folder of a real speech tokenizer (s3 / mimi). Never downloaded."""
     num_units: int = Field(256, ge=2)
@@ -277,7 +277,15 @@ class ServeConfig(_Section):
     idle_timeout_s: float = Field(30, gt=0)
     max_frame_bytes: int = Field(64_000, ge=2)
     temperature: float = Field(0.0, ge=0)
+    """Sampling temperature for the token chosen *among* speech units or text ids (0 = argmax)."""
     top_k: int = Field(0, ge=0)
+    """Sample among the ``top_k`` most likely (0 = all allowed)."""
+    silence_threshold: float = Field(0.5, gt=0, le=1)
+    """Two-stage decoding of the duplex streams: the engine stays silent (speech: the silence
+    unit; text: ``<text_pad>``) when that token's probability is at least this, and otherwise
+    picks among the other tokens. So "speak or not" weighs the silence unit against *all*
+    speech units together; plain argmax compares it with the single likeliest unit and never
+    speaks from a model whose speech mass is spread over many units. 1.0 = plain decoding."""
     kv_window: int = Field(2048, ge=64)
     """Tokens kept in the rolling context (prefix + recent chunks)."""
 

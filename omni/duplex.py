@@ -184,7 +184,10 @@ class DuplexEngine:
                                int(window_keep_fraction * self.cfg.kv_window))
         dev = self.device = next(self.model.parameters()).device
         self.masks = TokenMasks(self.vocab, dev)
-        self.sampler = Sampler(self.cfg.temperature, self.cfg.top_k)
+        # "say nothing" per duplex phase, weighed against everything else by the two-stage sampler
+        self.null_tokens = {"text": self.vocab.special("text_pad"),
+                            "unit": (self.vocab.unit(self.silence_unit) if self.silence_unit >= 0 else None)}
+        self.sampler = Sampler(self.cfg.temperature, self.cfg.top_k, self.cfg.silence_threshold)
         self._cache_kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
         self._lock = threading.Lock()
 
@@ -353,14 +356,32 @@ class TokenMasks:
 
 
 class Sampler:
-    """Greedy when ``temperature == 0``; else temperature + optional top-k, per-row generators."""
+    """Chooses one token per row among the allowed ones.
 
-    def __init__(self, temperature: float, top_k: int):
+    Two stages when ``null`` (the silence unit, or ``<text_pad>``) is given and
+    ``silence_threshold < 1``: emit ``null`` when its probability is >= the threshold, else
+    choose among the other allowed tokens. The choice among tokens is argmax when
+    ``temperature == 0``, else temperature + optional top-k sampling with per-row generators.
+    """
+
+    def __init__(self, temperature: float, top_k: int, silence_threshold: float = 1.0):
         self.temperature = float(temperature)
         self.top_k = int(top_k)
+        self.silence_threshold = float(silence_threshold)
 
-    def __call__(self, logits: torch.Tensor, allowed: torch.Tensor, generators) -> list[int]:
+    def __call__(self, logits: torch.Tensor, allowed: torch.Tensor, generators, null: int | None = None) -> list[int]:
         logits = logits.float().masked_fill(~allowed, float("-inf"))
+        quiet = None
+        if null is not None and self.silence_threshold < 1.0:
+            quiet = torch.softmax(logits, -1)[:, null] >= self.silence_threshold
+            logits = logits.clone()
+            logits[:, null] = float("-inf")
+        picked = self._pick(logits, allowed, generators)
+        if quiet is not None:
+            picked = [null if q else p for p, q in zip(picked, quiet.tolist())]
+        return picked
+
+    def _pick(self, logits: torch.Tensor, allowed: torch.Tensor, generators) -> list[int]:
         if self.temperature <= 0:
             return logits.argmax(-1).tolist()
         logits = logits / self.temperature
@@ -432,7 +453,8 @@ def _decode_batch(engine, sessions, first: list[list[int]], plan: list[str]) -> 
     padded = len(set(lens)) > 1          # equal lengths: HF's default causal mask and positions
     for step, phase in enumerate(plan):
         logits, cache = _forward(engine, tokens, cache, mask if padded else None, pos if padded else None)
-        picked = engine.sampler(logits, getattr(engine.masks, phase), gens)
+        null = engine.null_tokens.get(phase)
+        picked = engine.sampler(logits, getattr(engine.masks, phase), gens, null)
         for b, tok in enumerate(picked):
             out[b].append(tok)
         if step == len(plan) - 1:
