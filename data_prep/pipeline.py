@@ -13,7 +13,7 @@ Output (``data.output_dir``)::
 
 Plan: every input row becomes a light *item*; its split comes from a stable hash of its key,
 its shard from its rank inside (split, source) by key, ``data.shard_max_samples`` rows per
-shard. So a shard always holds the same rows, and its bytes are fixed (``data_prep.shards``).
+shard. So a shard always holds the same rows, and its bytes are fixed (``omni.shards.format``).
 
 Streaming, no shuffle: items go into Ray Data sorted by shard with ``preserve_order``; rows
 flow ``map`` (read/synthesise + validate, task pool) → ``map_batches(Tokenize)`` (actor pool)
@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep import shards as S
+from omni.shards import format as S
 from data_prep.validate import Reject, validate_record
 from omni.config import Config, save_resolved
 

@@ -36,7 +36,7 @@ def _step(n: int, title: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     from data_prep import pipeline
-    from data_prep.reader import ShardStream
+    from omni.shards import ShardStream
     from jobs import curriculum, evaluate, register
     from jobs import serve as serve_job
 

@@ -34,8 +34,8 @@ USAGE = __doc__ + "\nOptions: --config PATH [--checkpoint DIR|models:/NAME@ALIAS
 # ------------------------------------------------------------------------ records
 def heldout_items(cfg: Config) -> list[dict]:
     """``{"shard", "key", "duplex"}`` for the first ``eval.max_samples`` held-out records (manifest order)."""
-    from data_prep import shards as S
-    from data_prep.reader import load_manifest
+    from omni.shards import format as S
+    from omni.shards import load_manifest
 
     root = Path(cfg.data.output_dir).resolve()
     try:
@@ -59,7 +59,7 @@ _SHARD_CACHE: dict = {}
 
 def read_record(shard: str, key: str) -> dict:
     """One record (with audio) from a shard; the last shard read is kept in memory."""
-    from data_prep import shards as S
+    from omni.shards import format as S
 
     _cache = _SHARD_CACHE
     if _cache.get("path") != shard:
