@@ -90,15 +90,23 @@ def init_ray(num_cpus: int | None = None) -> None:
         # A local instance; say explicitly that we want no auth token for it (Ray >= 2.59 turns
         # token auth on by default for local clusters, which then leaks into a later `ray start`).
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        # the raylet gets 30 s to register by default; a laptop busy with other work can need more
+        os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")
         # Serve's proxies close a WebSocket whose replica died with 1012 instead of dropping it
         # (docs/reliability.md); read from the environment of the Ray we start here.
         os.environ.setdefault("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH", "serve_app.proxy_hooks:middlewares")
-    try:
-        ray.init(address=addr or None, num_cpus=None if addr else num_cpus, log_to_driver=True,
-                 include_dashboard=bool(addr) or None, ignore_reinit_error=True,
-                 runtime_env={"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}} if not addr else None)
-    except ConnectionError as e:
-        raise JobError(f"cannot connect to Ray at RAY_ADDRESS={addr}: {e}") from None
+    for attempt in range(1 if addr else 3):  # a local start on an overloaded machine can time out: retry
+        try:
+            ray.init(address=addr or None, num_cpus=None if addr else num_cpus, log_to_driver=True,
+                     include_dashboard=bool(addr) or None, ignore_reinit_error=True,
+                     runtime_env={"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}} if not addr else None)
+            return
+        except ConnectionError as e:
+            raise JobError(f"cannot connect to Ray at RAY_ADDRESS={addr}: {e}") from None
+        except Exception as e:  # noqa: BLE001 - ray raises plain Exception on a start-up timeout
+            ray.shutdown()
+            if addr or attempt == 2 or not _startup_timeout(e):
+                raise
 
 
 def start_local_ray(num_cpus: int, env_vars: dict | None = None, attempts: int = 3, **kw) -> None:
@@ -117,8 +125,13 @@ def start_local_ray(num_cpus: int, env_vars: dict | None = None, attempts: int =
             return
         except Exception as e:  # noqa: BLE001 - ray raises plain Exception on a start-up timeout
             ray.shutdown()
-            if attempt == attempts - 1 or "timed out during startup" not in str(e):
+            if attempt == attempts - 1 or not _startup_timeout(e):
                 raise
+
+
+def _startup_timeout(e: Exception) -> bool:
+    """Ray's errors when a local raylet did not register in time (a loaded machine), worth a retry."""
+    return "timed out during startup" in str(e) or "node registration may not be complete" in str(e)
 
 
 def free_port() -> int:
