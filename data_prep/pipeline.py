@@ -137,9 +137,24 @@ def load_item(item: dict, cfg: Config) -> dict:
 
 
 # ---------------------------------------------------------------------- tokenizers
+def speech_tokenizer_from_config(cfg: Config, waves: list[np.ndarray]):
+    """The data set's speech tokenizer: ``mel_kmeans`` fitted on ``waves``; ``s3``/``mimi`` loaded from
+    ``tokenizer.speech_path`` (an official S3 ``.onnx`` or a transformers Mimi folder, or a folder an
+    omni tokenizer was saved to; Mimi keeps ``tokenizer.mimi_codebooks`` codebooks)."""
+    from omni.speech_tokenizer import MelKMeansTokenizer, MimiTokenizer, S3Tokenizer
+
+    tc = cfg.tokenizer
+    if tc.speech == "mel_kmeans":
+        return MelKMeansTokenizer.fit(waves, num_units=tc.num_units, seed=tc.seed, max_frames=tc.fit_max_frames)
+    if not tc.speech_path:
+        raise ValueError(f"tokenizer.speech={tc.speech} needs tokenizer.speech_path (a local folder)")
+    if tc.speech == "mimi":
+        return MimiTokenizer.from_pretrained(tc.speech_path, num_codebooks=tc.mimi_codebooks)
+    return S3Tokenizer.from_pretrained(tc.speech_path)
+
+
 def fit_tokenizers(cfg: Config, out_dir: Path, sample_size: int = 24, items: list[dict] | None = None) -> dict:
     """Fit the speech tokenizer and train the text tokenizer on a seeded sample of valid records."""
-    from omni.speech_tokenizer import MelKMeansTokenizer, load_speech_tokenizer
     from omni.text_tokenizer import TextTokenizer
 
     speech_dir, text_dir = out_dir / "tokenizers" / "speech", out_dir / "tokenizers" / "text"
@@ -165,14 +180,7 @@ def fit_tokenizers(cfg: Config, out_dir: Path, sample_size: int = 24, items: lis
         raise ValueError("no valid training record with audio and text to fit the tokenizers on: check "
                          "data.sources (see rejects of a run with a pre-fitted tokenizer) or add data")
     t0 = time.time()
-    if cfg.tokenizer.speech == "mel_kmeans":
-        tok = MelKMeansTokenizer.fit(waves, num_units=cfg.tokenizer.num_units, seed=cfg.tokenizer.seed,
-                                     max_frames=cfg.tokenizer.fit_max_frames)
-    else:
-        if not cfg.tokenizer.speech_path:
-            raise ValueError(f"tokenizer.speech={cfg.tokenizer.speech} needs tokenizer.speech_path (a local folder)")
-        tok = load_speech_tokenizer(cfg.tokenizer.speech_path)
-    tok.save(speech_dir)
+    speech_tokenizer_from_config(cfg, waves).save(speech_dir)
     if cfg.tokenizer.text == "bpe":
         TextTokenizer.train(texts, vocab_size=cfg.tokenizer.text_vocab_size, seed=cfg.tokenizer.seed).save(text_dir)
     else:

@@ -12,7 +12,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Callable
 
-from omni.config import Config, ConfigError, load_config, resolve_paths
+from omni.config import Config, ConfigError, check_speech_decodable, load_config, resolve_paths
 
 
 class JobError(RuntimeError):
@@ -70,9 +70,13 @@ def parse_args(argv: list[str], usage: str, flags: dict[str, bool | str | None] 
     return cfg_path, overrides, flags
 
 
-def load(cfg_path: str, overrides: list[str]) -> Config:
-    """Validated config with every local path made absolute (workers run elsewhere)."""
-    return resolve_paths(load_config(cfg_path, overrides))
+def load(cfg_path: str, overrides: list[str], job: str | None = None) -> Config:
+    """Validated config with every local path made absolute (workers run elsewhere); ``job`` names
+    the job, for checks that depend on it (:func:`omni.config.check_speech_decodable`)."""
+    cfg = resolve_paths(load_config(cfg_path, overrides))
+    if job:
+        check_speech_decodable(cfg, job)
+    return cfg
 
 
 # ------------------------------------------------------------------------------ Ray

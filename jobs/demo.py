@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from jobs import serve as serve_job
 
     cfg_path, overrides, flags = parse_args(argv if argv is not None else sys.argv[1:], USAGE, {"keep": False})
-    cfg = load(cfg_path, overrides)
+    cfg = load(cfg_path, overrides, job="demo")
     out_root = Path(cfg.data.output_dir).resolve().parent
     if not flags["keep"]:
         for d in {Path(cfg.data.output_dir), Path(cfg.train.output_dir), Path(cfg.train.storage_path),

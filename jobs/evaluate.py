@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "compare":
         return compare_main(argv[1:])
     cfg_path, overrides, flags = parse_args(argv, USAGE, {"checkpoint": None})
-    cfg = load(cfg_path, overrides)
+    cfg = load(cfg_path, overrides, job="evaluate")
     r = evaluate(cfg, flags["checkpoint"])
     print(json.dumps({"report": str(Path(cfg.eval.output_dir).resolve() / "report.json"),
                       "mlflow_run_id": r["mlflow_run_id"],

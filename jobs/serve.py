@@ -25,7 +25,7 @@ def start(cfg_path: str, overrides: list[str], timeout_s: float = 180.0) -> str:
 
     from serve_app.app import build_app
 
-    cfg = load(cfg_path, overrides)
+    cfg = load(cfg_path, overrides, job="serve")
     serve.start(http_options={"host": cfg.serve.host, "port": cfg.serve.port})
     app = build_app({"config": cfg_path, "overrides": list(overrides)})
     serve.run(app, name="omni", route_prefix="/", blocking=False)
@@ -43,7 +43,7 @@ def start(cfg_path: str, overrides: list[str], timeout_s: float = 180.0) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     cfg_path, overrides, flags = parse_args(argv if argv is not None else sys.argv[1:], USAGE, {"once": False})
-    load(cfg_path, overrides)  # validate before starting anything
+    load(cfg_path, overrides, job="serve")  # validate before starting anything
     init_ray()
     base = start(cfg_path, overrides)
     ws = base.replace("http", "ws", 1) + "/v1/duplex"
