@@ -71,6 +71,22 @@ class PeakRSS:
         self._t.join()
 
 
+def start_ray(cpus: int, attempts: int = 3) -> None:
+    """A private local Ray with the repo on the workers' path. Its raylet gets a fixed 30 s to
+    register, which a busy machine can miss: that start-up error is retried."""
+    import ray
+
+    for attempt in range(attempts):
+        try:
+            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+            return
+        except Exception as e:  # noqa: BLE001 - Ray raises a bare Exception on a start-up timeout
+            ray.shutdown()
+            if attempt == attempts - 1 or "timed out during startup" not in str(e):
+                raise
+
+
 def make_cfg(work: Path, source: str, rows: int, seconds: float, shard_rows: int, name: str, cpus: int):
     cfg = load_config(ROOT / "configs/tiny.yaml", [
         f"data.output_dir={work / name}", f"data.shard_max_samples={shard_rows}", "data.heldout_fraction=0.1",
@@ -93,11 +109,7 @@ def timed_run(cfg, cpus: int, tokenizers: Path, warmup_cfg) -> dict:
     # ``cpus`` cores so that "1 CPU" really is one core
     all_cores = os.sched_getaffinity(0)
     os.sched_setaffinity(0, sorted(all_cores)[:cpus])
-    # a private local Ray with the repo on the workers' path; the raylet may need more than Ray's
-    # default 30 s to register on a busy machine
-    os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    start_ray(cpus)
     try:
         P.run(warmup_cfg, progress=False)
         with PeakRSS() as mem:

@@ -94,12 +94,11 @@ def init_ray(num_cpus: int | None = None) -> None:
         # A local instance; say explicitly that we want no auth token for it (Ray >= 2.59 turns
         # token auth on by default for local clusters, which then leaks into a later `ray start`).
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        # the raylet gets 30 s to register by default; a laptop busy with other work can need more
-        os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")
         # Serve's proxies close a WebSocket whose replica died with 1012 instead of dropping it
         # (docs/reliability.md); read from the environment of the Ray we start here.
         os.environ.setdefault("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH", "serve_app.proxy_hooks:middlewares")
-    for attempt in range(1 if addr else 3):  # a local start on an overloaded machine can time out: retry
+    # a local raylet gets a fixed 30 s to register (not configurable): on a busy machine, retry
+    for attempt in range(1 if addr else 3):
         try:
             ray.init(address=addr or None, num_cpus=None if addr else num_cpus, log_to_driver=True,
                      include_dashboard=bool(addr) or None, ignore_reinit_error=True,
