@@ -26,6 +26,7 @@ checkpoint and at the end);
 """
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import math
@@ -242,12 +243,32 @@ def stream_losses(logits: torch.Tensor, labels: torch.Tensor, stream: torch.Tens
 
 
 def worker_setup(tr, ctx: LoopContext) -> None:
-    """Per-rank seeds (torch, random, numpy), torch threads = ``tr.cpus_per_worker``, the process group."""
+    """Per-rank seeds (torch, random, numpy), torch threads = ``tr.cpus_per_worker``, the process group;
+    on CPU, no DeepSpeed op compilation (:func:`skip_deepspeed_cpu_ops`)."""
     torch.manual_seed(tr.seed + ctx.rank)
     random.seed(tr.seed + ctx.rank)
     np.random.seed(tr.seed + ctx.rank)
     torch.set_num_threads(max(1, int(tr.cpus_per_worker)))
+    if not tr.use_gpu:
+        skip_deepspeed_cpu_ops()
     _ensure_dist(ctx)
+
+
+def skip_deepspeed_cpu_ops() -> None:
+    """Keep ``deepspeed.initialize`` on CPU from JIT-compiling its shared-memory all-reduce op.
+
+    DeepSpeed's torch comm backend builds that op whenever the accelerator is the CPU: it probes
+    every op builder's compatibility (compiler subprocesses), then compiles C++ (~44 s the first
+    time, its compiler lines on the console). The op serves only DeepSpeed *inference*'s tensor
+    parallelism (``inference_all_reduce``); ZeRO training reduces through ``torch.distributed``
+    (gloo), so nothing here uses it. Without it the backend takes its own documented fallback."""
+    # import_module, not ``import deepspeed.comm.torch as m``: deepspeed.comm re-exports the torch
+    # package under that name. (DeepSpeed costs seconds to import; training imports it next anyway.)
+    ds_torch = importlib.import_module("deepspeed.comm.torch")
+    if hasattr(ds_torch, "build_shm_op"):
+        ds_torch.build_shm_op = lambda: None
+    else:  # a DeepSpeed that reorganised its comm module: training still works, it may compile the op
+        log.warning("deepspeed.comm.torch.build_shm_op not found: DeepSpeed may compile its shm op on CPU")
 
 
 def _ensure_dist(ctx: LoopContext) -> None:
