@@ -323,12 +323,19 @@ _last_report = [0.0]
 
 
 def _report(progress: bool, done: int, total: int, rows: int, t0: float, every_s: float = 2.0) -> None:
-    """One progress line on stderr at most every ``every_s`` (and at the last shard)."""
+    """Progress on stdout (the job's console; libraries' output goes elsewhere, see ``jobs._console``):
+    on a terminal one bar redrawn in place, else a line at most every ``every_s`` and at the last shard."""
     now = time.time()
-    if progress and (done == total or now - _last_report[0] >= every_s):
-        _last_report[0] = now
-        print(f"[prepare_data] shards {done}/{total}  rows {rows}  {rows / max(now - t0, 1e-9):.1f} rows/s",
-              file=sys.stderr, flush=True)
+    tty = sys.stdout.isatty()
+    if not progress or not (done == total or tty or now - _last_report[0] >= every_s):
+        return
+    _last_report[0] = now
+    rate = f"shards {done}/{total}  rows {rows}  {rows / max(now - t0, 1e-9):.1f} rows/s"
+    if tty:
+        bar = "#" * round(24 * done / max(total, 1))
+        print(f"\r    [{bar:<24}] {rate}", end="\n" if done == total else "", flush=True)
+    else:
+        print(f"[prepare_data] {rate}", flush=True)
 
 
 def _run_local(todo: list[dict], cfg: Config, tok_info: dict, out: Path, plan: dict, progress: bool) -> int:
@@ -350,7 +357,9 @@ def _run_ray(todo: list[dict], cfg: Config, tok_info: dict, out: Path, plan: dic
 
     from omni.omnichat.precompute import precompute_spec
     ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = progress and sys.stderr.isatty()  # bars on a terminal, log lines otherwise
+    # Ray Data's own bars draw on stderr, which a quiet job sends to its log file: the job's progress
+    # is _report's, on stdout
+    ctx.enable_progress_bars = progress and sys.stderr.isatty()
     ctx.enable_operator_progress_bars = ctx.enable_progress_bars
     ctx.execution_options.verbose_progress = False
     ctx.execution_options.preserve_order = True  # rows reach the writer in shard order: bounded buffers

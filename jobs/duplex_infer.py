@@ -30,14 +30,14 @@ Ray Data runs the folder as a batch job: one row per clip, an actor pool of ``--
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
 import numpy as np
 
 from data_prep.fdb_tasks import baseline_voice
-from jobs._common import JobError, init_ray, mlflow_uri, run_main
+from jobs import _console
+from jobs._common import JobError, init_ray, mlflow_uri, print_summary, run_main
 from omni.config import Config, resolve_paths
 from omni.fdb_infer import ROW_KEYS, Runner, find_inputs, run_clips, safe_process_clip, summarise
 
@@ -102,13 +102,15 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--frame-ms must be > 0 and --delay-ms >= 0")
 
     def go():
+        if os.path.isdir(a.input_dir):  # library output beside the clips (a missing folder is an error below)
+            _console.quiet(os.path.join(a.input_dir, "duplex_infer.log"))
         try:
             stats = run(a.checkpoint, a.input_dir, actors=a.actors, local=a.local, frame_ms=a.frame_ms,
                         delay_ms=a.delay_ms, skip_existing=a.skip_existing, seed=a.seed,
                         transcribe=a.transcribe)
         except ValueError as e:  # bad model settings: one line, exit 2
             raise JobError(str(e)) from None
-        print(json.dumps(stats))
+        print_summary(stats)
         return 1 if stats["errors"] else 0
 
     run_main(go)

@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from jobs._common import JobError, init_ray, load, parse_args, run_main, setup_mlflow
+from jobs._common import JobError, init_ray, load, parse_args, print_summary, run_main, setup_mlflow, start_logs
 from omni.config import Config
 
 USAGE = __doc__ + "\nOptions: --config PATH [--checkpoint DIR|models:/NAME@ALIAS] [key=value ...]"
@@ -247,12 +247,13 @@ def main(argv: list[str] | None = None) -> int:
         return compare_main(argv[1:])
     cfg_path, overrides, flags = parse_args(argv, USAGE, {"checkpoint": None})
     cfg = load(cfg_path, overrides, job="evaluate")
+    start_logs(cfg, "evaluate")
     r = evaluate(cfg, flags["checkpoint"])
-    print(json.dumps({"report": str(Path(cfg.eval.output_dir).resolve() / "report.json"),
-                      "mlflow_run_id": r["mlflow_run_id"],
-                      "losses": {k: round(v["loss"], 4) for k, v in r["losses"].items()},
-                      "asr_wer": r["asr"].get("wer"), "duplex_rtf": r["duplex"].get("rtf"),
-                      "missing": r["missing"]}))
+    print_summary({"report": str(Path(cfg.eval.output_dir).resolve() / "report.json"),
+                   "mlflow_run_id": r["mlflow_run_id"],
+                   "losses": {k: round(v["loss"], 4) for k, v in r["losses"].items()},
+                   "asr_wer": r["asr"].get("wer"), "duplex_rtf": r["duplex"].get("rtf"),
+                   "missing": r["missing"]})
     return 0
 
 
