@@ -26,6 +26,8 @@ Who uses which (the callers document their own settings):
 ``omni.metrics.fdb`` (scoring), transcript gating      ``silero`` with :data:`FDB_SILERO`
 ``data_prep.sources.stereo`` (turns of untranscribed   ``silero``, silences >= 300 ms split turns,
 stereo dialogues)                                      turns >= 100 ms
+``omni.metrics.duplex.energy_segments`` (evaluation's  ``energy``, 40 ms frames, -45 dBFS, gaps
+turn-taking timeline of the engine's output)           <= 0.2 s merged
 ``data_prep.synth.duplex.voiced_span`` (TTS output)    :func:`voiced_span`, 5 ms frames, -40 dB
 ``omni.baselines.Vad200Policy``                        :class:`EnergyGate`, 20 ms frames, -45 dBFS
 =====================================================  ==========================================
