@@ -40,9 +40,10 @@ from pathlib import Path
 
 import numpy as np
 
-from omni.shards import format as S
 from data_prep.validate import Reject, validate_record
 from omni.config import Config, save_resolved
+from omni.progress import Progress
+from omni.shards import format as S
 
 ROW_KEYS = ("key", "source", "split", "shard")
 
@@ -319,36 +320,24 @@ class ShardWriter:
 
 
 # -------------------------------------------------------------------------- driver
-_last_report = [0.0]
-
-
-def _report(progress: bool, done: int, total: int, rows: int, t0: float, every_s: float = 2.0) -> None:
-    """Progress on stdout (the job's console; libraries' output goes elsewhere, see ``jobs._console``):
-    on a terminal one bar redrawn in place, else a line at most every ``every_s`` and at the last shard."""
-    now = time.time()
-    tty = sys.stdout.isatty()
-    if not progress or not (done == total or tty or now - _last_report[0] >= every_s):
-        return
-    _last_report[0] = now
-    rate = f"shards {done}/{total}  rows {rows}  {rows / max(now - t0, 1e-9):.1f} rows/s"
-    if tty:
-        bar = "#" * round(24 * done / max(total, 1))
-        print(f"\r    [{bar:<24}] {rate}", end="\n" if done == total else "", flush=True)
-    else:
-        print(f"[prepare_data] {rate}", flush=True)
+def _report(bar: Progress | None, done: int, rows: int) -> None:
+    """The job's progress (stdout, see :mod:`omni.progress`): shards written, rows read, rate."""
+    if bar is not None:
+        bar.update(done, f"{rows} rows read, {rows / max(time.time() - bar.t0, 1e-9):.1f} rows/s")
 
 
 def _run_local(todo: list[dict], cfg: Config, tok_info: dict, out: Path, plan: dict, progress: bool) -> int:
     from omni.omnichat.precompute import precompute_spec
     tok = Tokenize(tok_info["speech_dir"], tok_info["text_dir"], cfg.tokenizer.frame_rate_hz,
                    precompute_spec(cfg.omnichat))
-    writer, cfg_json, written, t0 = ShardWriter(str(out), plan), cfg.model_dump_json(), 0, time.time()
+    writer, cfg_json, written = ShardWriter(str(out), plan), cfg.model_dump_json(), 0
+    bar = Progress("shards written", len(plan)) if progress else None
     for rows, item in enumerate(todo, 1):
         row = read_and_validate(item, cfg_json)
         b = tok({k: [v] for k, v in row.items()})
         if writer.add({k: v[0] for k, v in b.items()}):
             written += 1
-            _report(progress, written, len(plan), rows, t0)
+            _report(bar, written, rows)
     return written
 
 
@@ -358,7 +347,7 @@ def _run_ray(todo: list[dict], cfg: Config, tok_info: dict, out: Path, plan: dic
     from omni.omnichat.precompute import precompute_spec
     ctx = ray.data.DataContext.get_current()
     # Ray Data's own bars draw on stderr, which a quiet job sends to its log file: the job's progress
-    # is _report's, on stdout
+    # is _report's bar, on stdout (with OMNI_VERBOSE=1 on a terminal both show)
     ctx.enable_progress_bars = progress and sys.stderr.isatty()
     ctx.enable_operator_progress_bars = ctx.enable_progress_bars
     ctx.execution_options.verbose_progress = False
@@ -378,12 +367,13 @@ def _run_ray(todo: list[dict], cfg: Config, tok_info: dict, out: Path, plan: dic
                                              cfg.tokenizer.frame_rate_hz, precompute_spec(cfg.omnichat)))
     ds = ds.map_batches(ShardWriter, batch_size=None, num_cpus=0, compute=ray.data.ActorPoolStrategy(size=1),
                         fn_constructor_args=(str(out), plan))
-    written, rows, t0 = 0, 0, time.time()
+    written, rows = 0, 0
+    bar = Progress("shards written", len(plan)) if progress else None
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         written += len(batch["shard"])
         rows += int(np.sum(batch["read"])) if len(batch["shard"]) else 0
         if len(batch["shard"]):
-            _report(progress, written, len(plan), rows, t0)
+            _report(bar, written, rows)
     return written
 
 

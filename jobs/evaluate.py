@@ -25,8 +25,18 @@ import sys
 import time
 from pathlib import Path
 
-from jobs._common import JobError, init_ray, load, parse_args, print_summary, run_main, setup_mlflow, start_logs
+from jobs._common import (
+    JobError,
+    init_ray,
+    load,
+    parse_args,
+    print_summary,
+    run_main,
+    setup_mlflow,
+    start_logs,
+)
 from omni.config import Config
+from omni.progress import Progress
 
 USAGE = __doc__ + "\nOptions: --config PATH [--checkpoint DIR|models:/NAME@ALIAS] [key=value ...]"
 
@@ -75,7 +85,11 @@ def run_local(export_dir, cfg: Config, items: list[dict]) -> list[dict]:
     from omni.metrics.model_eval import RecordEvaluator
 
     ev = RecordEvaluator(export_dir, cfg)
-    return [json.loads(json.dumps(ev(read_record(it["shard"], it["key"]), duplex=it["duplex"]))) for it in items]
+    bar, rows = Progress("held-out records", len(items)), []
+    for it in items:
+        rows.append(json.loads(json.dumps(ev(read_record(it["shard"], it["key"]), duplex=it["duplex"]))))
+        bar.update(len(rows))
+    return rows
 
 
 class EvalActor:
@@ -105,7 +119,11 @@ def run_ray(export_dir, cfg: Config, items: list[dict]) -> list[dict]:
     ds = ds.map_batches(EvalActor, batch_size=cfg.eval.batch_size, num_cpus=1,
                         compute=ray.data.ActorPoolStrategy(size=cfg.eval.actors),
                         fn_constructor_args=(str(export_dir), cfg.model_dump_json()))
-    return [json.loads(r["row"]) for r in ds.take_all()]
+    bar, rows = Progress("held-out records", len(items)), []
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        rows += [json.loads(r) for r in batch["row"]]
+        bar.update(len(rows))
+    return rows
 
 
 # ------------------------------------------------------------------------- MLflow

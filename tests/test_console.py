@@ -72,3 +72,24 @@ def test_omni_verbose_keeps_everything_on_the_console(tmp_path):
     assert r.returncode == 0 and "ray noise" in r.stderr and "child noise" in r.stderr
     assert json.loads(r.stdout.strip().splitlines()[-1]) == {"done": True}
     assert not (tmp_path / "logs").exists()
+
+
+def test_progress_lines_off_a_terminal():
+    """Off a terminal: a line at most every ``every_s`` and always the last; on one: a bar in place."""
+    import io
+
+    from omni.progress import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    plain, tty = io.StringIO(), Tty()
+    p, q = Progress("shards", 4, every_s=3600, stream=plain), Progress("shards", 4, stream=tty)
+    for i in range(1, 5):
+        p.update(i, f"{3 * i} rows")
+        q.update(i)
+    lines = plain.getvalue().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("    shards 1/4  3 rows") and "shards 4/4  12 rows" in lines[1]
+    assert tty.getvalue().count("\r") == 4 and tty.getvalue().endswith("\n")
+    assert "[########################] shards 4/4" in tty.getvalue()
