@@ -132,6 +132,7 @@ def init_ray(num_cpus: int | None = None) -> None:
                      include_dashboard=bool(addr) or None, ignore_reinit_error=True,
                      runtime_env={"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}} if not addr else None)
             _console.note(f"Ray workers' output: {_ray_logs_dir()}")
+            _console.ray_messages_to_log()
             return
         except ConnectionError as e:
             raise JobError(f"cannot connect to Ray at RAY_ADDRESS={addr}: {e}") from None

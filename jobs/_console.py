@@ -55,6 +55,19 @@ def quiet(log_path: str | os.PathLike) -> Path | None:
     return path
 
 
+def ray_messages_to_log() -> None:
+    """Ray's driver prints the cluster's error messages (e.g. a task retried while Serve shuts down)
+    to stdout, whatever ``log_to_driver`` says: in a quiet job they go to the log file too. Ray has
+    no setting for it, so its printer is replaced (a private name: checked, and left alone if gone)."""
+    if LOG is None:
+        return
+    import ray._private.worker as ray_worker  # Ray is imported already when this runs
+
+    if hasattr(ray_worker, "print_to_stdstream") and hasattr(ray_worker, "print_worker_logs"):
+        ray_worker.print_to_stdstream = lambda data, ignore_prefix: ray_worker.print_worker_logs(
+            data, sys.stderr, ignore_prefix)
+
+
 def note(message: str) -> None:
     """A line for the log file only (no-op on the console when not quiet)."""
     if LOG is not None:

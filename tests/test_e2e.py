@@ -52,7 +52,8 @@ def test_demo_console_is_its_steps_and_summary(demo):
     out, summary, stdout = demo
     steps = [ln for ln in stdout.splitlines() if ln.startswith("=== [")]
     assert [s.split("]")[0] for s in steps] == [f"=== [{i}/6" for i in range(1, 7)]
-    for noise in ("WARNING", "INFO ", "DeepSpeed", "(pid=", "Traceback", "Warning:", "Building extension"):
+    for noise in ("WARNING", "INFO ", "[DeepSpeed]", "(pid=", "(raylet)", "Traceback", "Warning:",
+                  "Building extension"):
         assert noise not in stdout, noise
     assert (out / "demo.stderr").read_text() == ""
     log = Path(summary["log"])
