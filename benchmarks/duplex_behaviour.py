@@ -5,9 +5,10 @@
 
 Makes the four synthetic task sets (``data_prep.fdb_tasks``: pause handling, backchannel,
 smooth turn-taking, user interruption), runs time-synchronous inference
-(``jobs.duplex_infer``) for three policies on the same clips - the model, ``baseline:silent``
-(never speaks) and ``baseline:vad200`` (speaks whenever the user has been silent 200 ms) - and
-scores all three with ``omni.metrics.fdb.fdb_report`` (voice activity; ``--asr`` adds word
+(``omni.fdb_infer`` in this process; ``--ray``: the ``jobs.duplex_infer`` Ray Data job) for three
+policies on the same clips - the model, ``baseline:silent`` (never speaks) and ``baseline:vad200``
+(speaks whenever the user has been silent 200 ms) - and scores all three with
+``omni.metrics.fdb.fdb_report`` (Silero voice activity, as the benchmark; ``--asr`` adds word
 timings from ``omni.asr`` when installed). Prints the table next to the published v1.0 rows,
 then a JSON object as the last line. The checkpoint is the export ``make demo`` writes; it is
 not trained here (too slow for a benchmark): a missing one is an error that says so.
@@ -20,16 +21,18 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from data_prep.fdb_tasks import write_task_sets
-from jobs import duplex_infer as di
+from data_prep.fdb_tasks import baseline_voice, write_task_sets
+from omni import fdb_infer
 from omni.metrics import fdb
 
 DEFAULT_CKPT = "outputs/tiny/checkpoints/final"
@@ -53,6 +56,17 @@ def _copy_inputs(src: Path, dst: Path) -> None:
             target = dst / f.relative_to(src)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(f, target)
+
+
+def infer(spec: str, folder: Path, ray: bool) -> dict:
+    """Run ``spec`` over ``folder``: in this process, or as the Ray Data job (a subprocess)."""
+    if ray:
+        r = subprocess.run([sys.executable, "-m", "jobs.duplex_infer", "--checkpoint", spec, "--input-dir",
+                            str(folder), "--actors", "2"], cwd=ROOT, capture_output=True, text=True, check=True)
+        return json.loads(r.stdout.strip().splitlines()[-1])
+    voice = baseline_voice() if spec == "baseline:vad200" else None
+    runner = fdb_infer.Runner(spec, baseline_voice=voice)
+    return fdb_infer.run_clips(runner, fdb_infer.find_inputs(folder), {})
 
 
 def _round(v):
@@ -86,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, spec in policies.items():
         d = root / name
         _copy_inputs(root / "inputs", d)
-        runs[name] = di.run(spec, d, local=not a.ray, actors=2)
+        runs[name] = infer(spec, d, a.ray)
         reports[name] = fdb.fdb_report(d, asr=asr, model_name=name)
     rows = {("omni tiny (ours)" if k == "model" else f"baseline: {k}"): r["row"] for k, r in reports.items()}
     print(fdb.fdb_markdown(rows))

@@ -28,6 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _goals import judge  # benchmarks/_goals.py: a script's folder is on sys.path
 STAGES = ("align", "half_duplex", "full_duplex_3", "full_duplex_2")
 NAMES = {1: "user_speech", 2: "user_text", 3: "assistant_text", 4: "assistant_speech"}
 
@@ -59,7 +61,7 @@ def main() -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import torch
 
-    from data_prep.reader import ShardStream
+    from omni.shards import ShardStream
     from omni.config import load_config, resolve_paths
     from omni.formats import Dialogue, align_pairs
     from omni.metrics.text import cer
@@ -116,13 +118,15 @@ def main() -> None:
             report[stage]["asr_cer"] = round(cer(refs, hyps), 4)
             report[stage]["asr_utterances"] = len(refs)
     ratios = [v["ratio"] for st in report.values() for v in st["streams"].values()]
-    print(json.dumps({"dialogues": a.dialogues, "steps_per_stage": a.steps, "stages": report,
-                      "max_ratio_vs_unigram": max(ratios), "goal_ratio": 0.7, "goal_met": max(ratios) <= 0.7,
-                      "wall_s": round(time.time() - t_start, 1),
-                      "cpu_minutes_training": round((time.process_time() - cpu_start) / 60, 2),
-                      # data prep runs in a Ray subprocess: bound the total by wall time x cores
-                      "cpu_minutes_upper_bound": round((time.time() - t_start) * (os.cpu_count() or 1) / 60, 2),
-                      "goal_cpu_minutes": 20}))
+    out = {"dialogues": a.dialogues, "steps_per_stage": a.steps, "stages": report,
+           "max_ratio_vs_unigram": max(ratios), "wall_s": round(time.time() - t_start, 1),
+           "cpu_minutes_training": round((time.process_time() - cpu_start) / 60, 2),
+           # data prep runs in a Ray subprocess: bound the total by wall time x cores (the budget is
+           # judged on this bound, so "met" never rests on CPU time this process cannot see)
+           "cpu_minutes_upper_bound": round((time.time() - t_start) * (os.cpu_count() or 1) / 60, 2)}
+    judge(out, "max_ratio_vs_unigram", "<=", 0.7)
+    judge(out, "cpu_minutes_upper_bound", "<=", 20)
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

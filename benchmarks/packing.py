@@ -28,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _goals import judge  # benchmarks/_goals.py: a script's folder is on sys.path
 from omni.config import STAGES, ModelConfig, StageConfig
 from omni.formats import Dialogue, Turn, flatten
 from omni.model import build_model
@@ -157,7 +158,8 @@ def main():
         "min_ratio_data_to_train": round(min_data_tps / train_tps, 1),
         "min_nonpad_fraction_packed": min(s["nonpad_fraction_packed"] for s in stages.values()),
     })
-    result["goals_met"] = bool(result["min_nonpad_fraction_packed"] >= 0.97 and result["min_ratio_data_to_train"] >= 10)
+    judge(result, "min_nonpad_fraction_packed", ">=", 0.97)
+    judge(result, "min_ratio_data_to_train", ">=", 10)
     print(json.dumps(result))
 
 

@@ -4,6 +4,7 @@ Prepares a small DailyTalk-layout corpus with the real pipeline (in-process engi
 the same run measures, on one process:
 
 * ``reader_tokens_per_s``: ``ShardStream`` records/s x (speech units of both channels + text ids);
+  the stream verifies each shard's sha256 on its first read (``verify=True``), as training does;
 * ``input_path_tokens_per_s``: what training really consumes: ``ShardStream`` → flatten
   (``full_duplex_3``) → pack → collate, counted in non-pad tokens/s;
 * ``train_tokens_per_s``: forward + backward + AdamW of the tiny model (``configs/tiny.yaml``)
@@ -28,11 +29,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _goals import judge  # benchmarks/_goals.py: a script's folder is on sys.path
 from data_prep import pipeline as P
-from data_prep.reader import ShardStream
 from data_prep.sources import fixtures as F
 from omni.config import SourceConfig, load_config
 from omni.packing import model_inputs
+from omni.shards import ShardStream
 from omni.train_loop import load_assets, packed_batches, stage_examples, stream_losses
 
 
@@ -59,7 +61,7 @@ def main() -> None:
         prep_s = time.perf_counter() - t0
         data = cfg.data.output_dir
 
-        stream = iter(ShardStream(data, "train", seed=0, shuffle_buffer=cfg.data.shuffle_buffer))
+        stream = iter(ShardStream(data, "train", seed=0, shuffle_buffer=cfg.data.shuffle_buffer, verify=True))
         next(stream)
         t0, tokens = time.perf_counter(), 0
         for rec in islice(stream, args.records):
@@ -72,7 +74,7 @@ def main() -> None:
         tr, _ = cfg.stage_train(args.stage)
         pad = vocab.special("pad")
         batches = packed_batches(stage_examples(cfg, args.stage, vocab, speech,
-                                                iter(ShardStream(data, "train", seed=1))), tr.seq_len,
+                                                iter(ShardStream(data, "train", seed=1, verify=True))), tr.seq_len,
                                  tr.micro_batch_size, pad)
         next(batches)
         t0, tokens, n = time.perf_counter(), 0, 0
@@ -105,7 +107,7 @@ def main() -> None:
               "reader_tokens_per_s": round(reader_tps), "input_path_tokens_per_s": round(input_tps),
               "train_tokens_per_s": round(train_tps), "ratio_input_path_to_train": round(input_tps / train_tps, 1),
               "torch_threads": torch.get_num_threads()}
-    result["goal_met"] = result["ratio_input_path_to_train"] >= 10
+    judge(result, "ratio_input_path_to_train", ">=", 10)
     print(json.dumps(result))
 
 

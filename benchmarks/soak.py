@@ -133,8 +133,9 @@ def main() -> int:
               "rss_mib_after_warmup": round(warm[-1], 1) if warm else None,
               "rss_mib_end": round(float(np.mean(late)), 1) if late else None,
               "rss_growth_ratio": round(float(growth), 4) if growth is not None else None,
-              "goal_rss_growth_ratio": 0.10,
-              "goal_met": growth is not None and growth < 0.10 and errors == 0 and dropped == 0,
+              "goal_rss_growth_ratio": "< 0.1", "goal_met_rss_growth_ratio": growth is not None and growth < 0.10,
+              "goal_errors": "== 0", "goal_met_errors": errors == 0,
+              "goal_dropped_sessions": "== 0", "goal_met_dropped_sessions": dropped == 0,
               "load_avg_1min": round(os.getloadavg()[0], 2)}
     (out_dir / "soak.json").write_text(json.dumps({**result, "rss_series": rss}, indent=1))
     _plot(windows, rss, out_dir / "soak.png")

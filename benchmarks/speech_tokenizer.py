@@ -156,7 +156,8 @@ def main() -> None:
         "encode_plus_decode_rtf": round((sum(enc_s) + sum(dec_s)) / test_s, 5),
         "librosa_decode_rtf": round(sum(lib_s) / ref_s, 4),
         "decode_speedup_vs_librosa": round((sum(lib_s) / ref_s) / (sum(dec_s) / test_s), 1),
-        "rtf_goal_met": (sum(enc_s) + sum(dec_s)) / test_s <= 0.05,
+        "goal_encode_plus_decode_rtf": "<= 0.05",
+        "goal_met_encode_plus_decode_rtf": (sum(enc_s) + sum(dec_s)) / test_s <= 0.05,
     }
     print(json.dumps(res))
 

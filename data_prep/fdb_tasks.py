@@ -36,11 +36,13 @@ from data_prep.synth import catalogue as C
 from data_prep.synth import scenes
 from data_prep.synth.duplex import voiced_span
 from data_prep.synth.scripts import TemplateWriter
+from data_prep.synth.tts import ASSISTANT_VOICES, USER_VOICES, get_tts
 from data_prep.synth.tts import SAMPLE_RATE_HZ as SR
-from data_prep.synth.tts import USER_VOICES, get_tts
 
 TASKS = ("pause_handling", "backchannel", "smooth_turn_taking", "user_interruption")
 LEAD_IN_S = 0.5
+BASELINE_SENTENCES = ("Sure, I can help with that.", "Let me think about it for a moment.",
+                      "Here is what I would suggest.")
 TAIL_S = {"pause_handling": 1.0, "backchannel": 1.0, "smooth_turn_taking": 4.0, "user_interruption": 4.0}
 
 
@@ -73,6 +75,18 @@ class _Timeline:
             w = w[max(0, -at):][: n - max(at, 0)]
             wave[max(at, 0):max(at, 0) + len(w)] += w
         return wave
+
+
+def baseline_voice(voice: str = ASSISTANT_VOICES[0]) -> np.ndarray:
+    """What the VAD-200 baseline (``omni.baselines.Vad200Policy``) says when it takes the turn:
+    three short assistant sentences in an espeak-ng voice, 16 kHz, trimmed to their voiced region,
+    with 0.3 s between them (real speech, so that the scoring Silero VAD hears speech)."""
+    tts, parts = get_tts("espeak"), []
+    for text in BASELINE_SENTENCES:
+        wave = tts.synthesize(text, voice=voice).wave
+        on, off = voiced_span(wave)
+        parts += [wave[int(on * SR):int(off * SR)], np.zeros(int(0.3 * SR), np.float32)]
+    return np.concatenate(parts).astype(np.float32)
 
 
 def _round(v):

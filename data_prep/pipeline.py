@@ -13,7 +13,7 @@ Output (``data.output_dir``)::
 
 Plan: every input row becomes a light *item*; its split comes from a stable hash of its key,
 its shard from its rank inside (split, source) by key, ``data.shard_max_samples`` rows per
-shard. So a shard always holds the same rows, and its bytes are fixed (``data_prep.shards``).
+shard. So a shard always holds the same rows, and its bytes are fixed (``omni.shards.format``).
 
 Streaming, no shuffle: items go into Ray Data sorted by shard with ``preserve_order``; rows
 flow ``map`` (read/synthesise + validate, task pool) → ``map_batches(Tokenize)`` (actor pool)
@@ -40,9 +40,10 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep import shards as S
 from data_prep.validate import Reject, validate_record
 from omni.config import Config, save_resolved
+from omni.progress import Progress
+from omni.shards import format as S
 
 ROW_KEYS = ("key", "source", "split", "shard")
 
@@ -137,9 +138,24 @@ def load_item(item: dict, cfg: Config) -> dict:
 
 
 # ---------------------------------------------------------------------- tokenizers
+def speech_tokenizer_from_config(cfg: Config, waves: list[np.ndarray]):
+    """The data set's speech tokenizer: ``mel_kmeans`` fitted on ``waves``; ``s3``/``mimi`` loaded from
+    ``tokenizer.speech_path`` (an official S3 ``.onnx`` or a transformers Mimi folder, or a folder an
+    omni tokenizer was saved to; Mimi keeps ``tokenizer.mimi_codebooks`` codebooks)."""
+    from omni.speech_tokenizer import MelKMeansTokenizer, MimiTokenizer, S3Tokenizer
+
+    tc = cfg.tokenizer
+    if tc.speech == "mel_kmeans":
+        return MelKMeansTokenizer.fit(waves, num_units=tc.num_units, seed=tc.seed, max_frames=tc.fit_max_frames)
+    if not tc.speech_path:
+        raise ValueError(f"tokenizer.speech={tc.speech} needs tokenizer.speech_path (a local folder)")
+    if tc.speech == "mimi":
+        return MimiTokenizer.from_pretrained(tc.speech_path, num_codebooks=tc.mimi_codebooks)
+    return S3Tokenizer.from_pretrained(tc.speech_path)
+
+
 def fit_tokenizers(cfg: Config, out_dir: Path, sample_size: int = 24, items: list[dict] | None = None) -> dict:
     """Fit the speech tokenizer and train the text tokenizer on a seeded sample of valid records."""
-    from omni.speech_tokenizer import MelKMeansTokenizer, load_speech_tokenizer
     from omni.text_tokenizer import TextTokenizer
 
     speech_dir, text_dir = out_dir / "tokenizers" / "speech", out_dir / "tokenizers" / "text"
@@ -165,14 +181,7 @@ def fit_tokenizers(cfg: Config, out_dir: Path, sample_size: int = 24, items: lis
         raise ValueError("no valid training record with audio and text to fit the tokenizers on: check "
                          "data.sources (see rejects of a run with a pre-fitted tokenizer) or add data")
     t0 = time.time()
-    if cfg.tokenizer.speech == "mel_kmeans":
-        tok = MelKMeansTokenizer.fit(waves, num_units=cfg.tokenizer.num_units, seed=cfg.tokenizer.seed,
-                                     max_frames=cfg.tokenizer.fit_max_frames)
-    else:
-        if not cfg.tokenizer.speech_path:
-            raise ValueError(f"tokenizer.speech={cfg.tokenizer.speech} needs tokenizer.speech_path (a local folder)")
-        tok = load_speech_tokenizer(cfg.tokenizer.speech_path)
-    tok.save(speech_dir)
+    speech_tokenizer_from_config(cfg, waves).save(speech_dir)
     if cfg.tokenizer.text == "bpe":
         TextTokenizer.train(texts, vocab_size=cfg.tokenizer.text_vocab_size, seed=cfg.tokenizer.seed).save(text_dir)
     else:
@@ -311,29 +320,24 @@ class ShardWriter:
 
 
 # -------------------------------------------------------------------------- driver
-_last_report = [0.0]
-
-
-def _report(progress: bool, done: int, total: int, rows: int, t0: float, every_s: float = 2.0) -> None:
-    """One progress line on stderr at most every ``every_s`` (and at the last shard)."""
-    now = time.time()
-    if progress and (done == total or now - _last_report[0] >= every_s):
-        _last_report[0] = now
-        print(f"[prepare_data] shards {done}/{total}  rows {rows}  {rows / max(now - t0, 1e-9):.1f} rows/s",
-              file=sys.stderr, flush=True)
+def _report(bar: Progress | None, done: int, rows: int) -> None:
+    """The job's progress (stdout, see :mod:`omni.progress`): shards written, rows read, rate."""
+    if bar is not None:
+        bar.update(done, f"{rows} rows read, {rows / max(time.time() - bar.t0, 1e-9):.1f} rows/s")
 
 
 def _run_local(todo: list[dict], cfg: Config, tok_info: dict, out: Path, plan: dict, progress: bool) -> int:
     from omni.omnichat.precompute import precompute_spec
     tok = Tokenize(tok_info["speech_dir"], tok_info["text_dir"], cfg.tokenizer.frame_rate_hz,
                    precompute_spec(cfg.omnichat))
-    writer, cfg_json, written, t0 = ShardWriter(str(out), plan), cfg.model_dump_json(), 0, time.time()
+    writer, cfg_json, written = ShardWriter(str(out), plan), cfg.model_dump_json(), 0
+    bar = Progress("shards written", len(plan)) if progress else None
     for rows, item in enumerate(todo, 1):
         row = read_and_validate(item, cfg_json)
         b = tok({k: [v] for k, v in row.items()})
         if writer.add({k: v[0] for k, v in b.items()}):
             written += 1
-            _report(progress, written, len(plan), rows, t0)
+            _report(bar, written, rows)
     return written
 
 
@@ -342,7 +346,9 @@ def _run_ray(todo: list[dict], cfg: Config, tok_info: dict, out: Path, plan: dic
 
     from omni.omnichat.precompute import precompute_spec
     ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = progress and sys.stderr.isatty()  # bars on a terminal, log lines otherwise
+    # Ray Data's own bars draw on stderr, which a quiet job sends to its log file: the job's progress
+    # is _report's bar, on stdout (with OMNI_VERBOSE=1 on a terminal both show)
+    ctx.enable_progress_bars = progress and sys.stderr.isatty()
     ctx.enable_operator_progress_bars = ctx.enable_progress_bars
     ctx.execution_options.verbose_progress = False
     ctx.execution_options.preserve_order = True  # rows reach the writer in shard order: bounded buffers
@@ -361,12 +367,13 @@ def _run_ray(todo: list[dict], cfg: Config, tok_info: dict, out: Path, plan: dic
                                              cfg.tokenizer.frame_rate_hz, precompute_spec(cfg.omnichat)))
     ds = ds.map_batches(ShardWriter, batch_size=None, num_cpus=0, compute=ray.data.ActorPoolStrategy(size=1),
                         fn_constructor_args=(str(out), plan))
-    written, rows, t0 = 0, 0, time.time()
+    written, rows = 0, 0
+    bar = Progress("shards written", len(plan)) if progress else None
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         written += len(batch["shard"])
         rows += int(np.sum(batch["read"])) if len(batch["shard"]) else 0
         if len(batch["shard"]):
-            _report(progress, written, len(plan), rows, t0)
+            _report(bar, written, rows)
     return written
 
 

@@ -5,14 +5,17 @@ under ``ray job submit --working-dir . -- python -m jobs.X ...`` (``RAY_ADDRESS`
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
+import traceback
 import urllib.parse
 from pathlib import Path
 from typing import Callable
 
-from omni.config import Config, ConfigError, load_config, resolve_paths
+from jobs import _console
+from omni.config import Config, ConfigError, check_speech_decodable, load_config, resolve_paths
 
 
 class JobError(RuntimeError):
@@ -20,16 +23,40 @@ class JobError(RuntimeError):
 
 
 def run_main(fn: Callable[[], int | None]) -> None:
-    """Run a job's main; user-facing errors become one line on stderr and exit 2."""
+    """Run a job's main; user-facing errors become one line on the console's stderr and exit 2.
+    After :func:`start_logs`, an unexpected error is one line naming the log file, which holds
+    its traceback (exit 1)."""
     try:
         rc = fn()
     except (ConfigError, JobError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {e}", file=_console.CONSOLE_ERR, flush=True)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted", file=_console.CONSOLE_ERR, flush=True)
         sys.exit(130)
+    except Exception as e:
+        if not _console.is_quiet():
+            raise
+        traceback.print_exc()                                 # into the log file
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        print(f"error: {type(e).__name__}: {first} (traceback in {_console.LOG})", file=_console.CONSOLE_ERR,
+              flush=True)
+        sys.exit(1)
     sys.exit(rc or 0)
+
+
+def start_logs(cfg: Config, job: str) -> Path | None:
+    """Library output of this run into ``<outputs>/logs/<job>.log`` (``<outputs>`` = the folder of
+    ``data.output_dir``); the console keeps the job's steps, progress and summary. Returns the
+    log path (None with ``OMNI_VERBOSE=1``). See :mod:`jobs._console`."""
+    return _console.quiet(Path(cfg.data.output_dir).resolve().parent / "logs" / f"{job}.log")
+
+
+def print_summary(summary: dict) -> None:
+    """The job's last line: its summary as one JSON object, naming the log file when there is one."""
+    if _console.LOG is not None:
+        summary = {**summary, "log": str(_console.LOG)}
+    print(json.dumps(summary), flush=True)
 
 
 def parse_args(argv: list[str], usage: str, flags: dict[str, bool | str | None] | None = None):
@@ -70,9 +97,13 @@ def parse_args(argv: list[str], usage: str, flags: dict[str, bool | str | None] 
     return cfg_path, overrides, flags
 
 
-def load(cfg_path: str, overrides: list[str]) -> Config:
-    """Validated config with every local path made absolute (workers run elsewhere)."""
-    return resolve_paths(load_config(cfg_path, overrides))
+def load(cfg_path: str, overrides: list[str], job: str | None = None) -> Config:
+    """Validated config with every local path made absolute (workers run elsewhere); ``job`` names
+    the job, for checks that depend on it (:func:`omni.config.check_speech_decodable`)."""
+    cfg = resolve_paths(load_config(cfg_path, overrides))
+    if job:
+        check_speech_decodable(cfg, job)
+    return cfg
 
 
 # ------------------------------------------------------------------------------ Ray
@@ -93,12 +124,31 @@ def init_ray(num_cpus: int | None = None) -> None:
         # Serve's proxies close a WebSocket whose replica died with 1012 instead of dropping it
         # (docs/reliability.md); read from the environment of the Ray we start here.
         os.environ.setdefault("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH", "serve_app.proxy_hooks:middlewares")
+    # a local raylet gets a fixed 30 s to register (not configurable): on a busy machine, retry
+    for attempt in range(1 if addr else 3):
+        try:
+            # quiet jobs leave workers' output in Ray's session logs (named in the job's log file)
+            ray.init(address=addr or None, num_cpus=None if addr else num_cpus, log_to_driver=not _console.is_quiet(),
+                     include_dashboard=bool(addr) or None, ignore_reinit_error=True,
+                     runtime_env={"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}} if not addr else None)
+            _console.note(f"Ray workers' output: {_ray_logs_dir()}")
+            _console.ray_messages_to_log()
+            return
+        except ConnectionError as e:
+            raise JobError(f"cannot connect to Ray at RAY_ADDRESS={addr}: {e}") from None
+        except Exception as e:  # noqa: BLE001 - ray raises plain Exception on a start-up timeout
+            ray.shutdown()
+            if addr or attempt == 2 or not _startup_timeout(e):
+                raise
+
+
+def _ray_logs_dir() -> str:
+    """The connected Ray session's log folder (where workers' stdout/stderr go)."""
     try:
-        ray.init(address=addr or None, num_cpus=None if addr else num_cpus, log_to_driver=True,
-                 include_dashboard=bool(addr) or None, ignore_reinit_error=True,
-                 runtime_env={"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}} if not addr else None)
-    except ConnectionError as e:
-        raise JobError(f"cannot connect to Ray at RAY_ADDRESS={addr}: {e}") from None
+        import ray._private.worker as w  # no public API names the session folder
+        return w.global_worker.node.get_logs_dir_path()
+    except Exception:  # noqa: BLE001 - a remote cluster or another Ray version: say where to look
+        return "the Ray session's logs/ folder (e.g. /tmp/ray/session_latest/logs)"
 
 
 def start_local_ray(num_cpus: int, env_vars: dict | None = None, attempts: int = 3, **kw) -> None:
@@ -117,8 +167,13 @@ def start_local_ray(num_cpus: int, env_vars: dict | None = None, attempts: int =
             return
         except Exception as e:  # noqa: BLE001 - ray raises plain Exception on a start-up timeout
             ray.shutdown()
-            if attempt == attempts - 1 or "timed out during startup" not in str(e):
+            if attempt == attempts - 1 or not _startup_timeout(e):
                 raise
+
+
+def _startup_timeout(e: Exception) -> bool:
+    """Ray's errors when a local raylet did not register in time (a loaded machine), worth a retry."""
+    return "timed out during startup" in str(e) or "node registration may not be complete" in str(e)
 
 
 def free_port() -> int:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from omni.config import STAGES, Config, ConfigError, save_resolved
-from jobs._common import JobError, init_ray, load, parse_args, run_main, setup_mlflow
+from jobs._common import JobError, init_ray, load, parse_args, print_summary, run_main, setup_mlflow, start_logs
 from jobs.train import export_dir, run_stage
 
 
@@ -94,10 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     cfg_path, overrides, flags = parse_args(argv if argv is not None else sys.argv[1:], USAGE,
                                             {"from_stage": None, "restart": False})
     cfg = load(cfg_path, overrides)
+    start_logs(cfg, "curriculum")
     init_ray()
     state = run_curriculum(cfg, flags["from_stage"], flags["restart"])
-    print(json.dumps({"final_export": state["final_export"], "parent_run_id": state["parent_run_id"],
-                      "stages": {k: v.get("heldout_loss") for k, v in state["stages"].items()}}))
+    print_summary({"final_export": state["final_export"], "parent_run_id": state["parent_run_id"],
+                   "stages": {k: v.get("heldout_loss") for k, v in state["stages"].items()}})
     return 0
 
 

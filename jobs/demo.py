@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs._common import init_ray, load, mlflow_uri, parse_args, run_main
+from jobs._common import init_ray, load, mlflow_uri, parse_args, run_main, start_logs
 
 USAGE = __doc__ + "\nOptions: --config PATH [--keep] [key=value ...]"
 
@@ -36,12 +36,13 @@ def _step(n: int, title: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     from data_prep import pipeline
-    from data_prep.reader import ShardStream
+    from omni.shards import ShardStream
     from jobs import curriculum, evaluate, register
     from jobs import serve as serve_job
 
     cfg_path, overrides, flags = parse_args(argv if argv is not None else sys.argv[1:], USAGE, {"keep": False})
-    cfg = load(cfg_path, overrides)
+    cfg = load(cfg_path, overrides, job="demo")
+    log = start_logs(cfg, "demo")  # Ray, DeepSpeed, MLflow, ... say what they say there, not here
     out_root = Path(cfg.data.output_dir).resolve().parent
     if not flags["keep"]:
         for d in {Path(cfg.data.output_dir), Path(cfg.train.output_dir), Path(cfg.train.storage_path),
@@ -119,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"    reply            {summary['reply_s']} s of assistant audio; chunk latency p50 "
           f"{summary['latency_ms_p50']} ms, p90 {summary['latency_ms_p90']} ms, {summary['underruns']} underruns")
     print(f"    MLflow UI        {summary['mlflow_ui']}   (then open http://127.0.0.1:5000)")
+    if log is not None:
+        summary["log"] = str(log)
+        print(f"    library logs     {log} (Ray, DeepSpeed, MLflow, warnings; OMNI_VERBOSE=1 shows them here)")
     print(f"    wall time        {summary['total_s']:.0f} s (data {summary['data_s']:.0f}, train "
           f"{summary['train_s']:.0f}, eval {summary['eval_s']:.0f}, serve {summary['serve_s']:.0f})")
     (out_root / "demo_summary.json").write_text(json.dumps(summary, indent=2))

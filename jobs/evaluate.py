@@ -25,8 +25,18 @@ import sys
 import time
 from pathlib import Path
 
-from jobs._common import JobError, init_ray, load, parse_args, run_main, setup_mlflow
+from jobs._common import (
+    JobError,
+    init_ray,
+    load,
+    parse_args,
+    print_summary,
+    run_main,
+    setup_mlflow,
+    start_logs,
+)
 from omni.config import Config
+from omni.progress import Progress
 
 USAGE = __doc__ + "\nOptions: --config PATH [--checkpoint DIR|models:/NAME@ALIAS] [key=value ...]"
 
@@ -34,8 +44,8 @@ USAGE = __doc__ + "\nOptions: --config PATH [--checkpoint DIR|models:/NAME@ALIAS
 # ------------------------------------------------------------------------ records
 def heldout_items(cfg: Config) -> list[dict]:
     """``{"shard", "key", "duplex"}`` for the first ``eval.max_samples`` held-out records (manifest order)."""
-    from data_prep import shards as S
-    from data_prep.reader import load_manifest
+    from omni.shards import format as S
+    from omni.shards import load_manifest
 
     root = Path(cfg.data.output_dir).resolve()
     try:
@@ -59,7 +69,7 @@ _SHARD_CACHE: dict = {}
 
 def read_record(shard: str, key: str) -> dict:
     """One record (with audio) from a shard; the last shard read is kept in memory."""
-    from data_prep import shards as S
+    from omni.shards import format as S
 
     _cache = _SHARD_CACHE
     if _cache.get("path") != shard:
@@ -75,7 +85,11 @@ def run_local(export_dir, cfg: Config, items: list[dict]) -> list[dict]:
     from omni.metrics.model_eval import RecordEvaluator
 
     ev = RecordEvaluator(export_dir, cfg)
-    return [json.loads(json.dumps(ev(read_record(it["shard"], it["key"]), duplex=it["duplex"]))) for it in items]
+    bar, rows = Progress("held-out records", len(items)), []
+    for it in items:
+        rows.append(json.loads(json.dumps(ev(read_record(it["shard"], it["key"]), duplex=it["duplex"]))))
+        bar.update(len(rows))
+    return rows
 
 
 class EvalActor:
@@ -105,7 +119,11 @@ def run_ray(export_dir, cfg: Config, items: list[dict]) -> list[dict]:
     ds = ds.map_batches(EvalActor, batch_size=cfg.eval.batch_size, num_cpus=1,
                         compute=ray.data.ActorPoolStrategy(size=cfg.eval.actors),
                         fn_constructor_args=(str(export_dir), cfg.model_dump_json()))
-    return [json.loads(r["row"]) for r in ds.take_all()]
+    bar, rows = Progress("held-out records", len(items)), []
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        rows += [json.loads(r) for r in batch["row"]]
+        bar.update(len(rows))
+    return rows
 
 
 # ------------------------------------------------------------------------- MLflow
@@ -246,13 +264,14 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "compare":
         return compare_main(argv[1:])
     cfg_path, overrides, flags = parse_args(argv, USAGE, {"checkpoint": None})
-    cfg = load(cfg_path, overrides)
+    cfg = load(cfg_path, overrides, job="evaluate")
+    start_logs(cfg, "evaluate")
     r = evaluate(cfg, flags["checkpoint"])
-    print(json.dumps({"report": str(Path(cfg.eval.output_dir).resolve() / "report.json"),
-                      "mlflow_run_id": r["mlflow_run_id"],
-                      "losses": {k: round(v["loss"], 4) for k, v in r["losses"].items()},
-                      "asr_wer": r["asr"].get("wer"), "duplex_rtf": r["duplex"].get("rtf"),
-                      "missing": r["missing"]}))
+    print_summary({"report": str(Path(cfg.eval.output_dir).resolve() / "report.json"),
+                   "mlflow_run_id": r["mlflow_run_id"],
+                   "losses": {k: round(v["loss"], 4) for k, v in r["losses"].items()},
+                   "asr_wer": r["asr"].get("wer"), "duplex_rtf": r["duplex"].get("rtf"),
+                   "missing": r["missing"]})
     return 0
 
 

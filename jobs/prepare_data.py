@@ -8,10 +8,9 @@ Writes ``data.output_dir``: ``shards/<split>/<source>-NNNNNN.tar``, ``manifest.j
 """
 from __future__ import annotations
 
-import json
 import sys
 
-from jobs._common import init_ray, load, parse_args, run_main
+from jobs._common import init_ray, load, parse_args, print_summary, run_main, start_logs
 
 USAGE = __doc__ + "\nOptions: --config PATH [--no-progress] [key=value ...]"
 
@@ -22,11 +21,12 @@ def main(argv: list[str] | None = None) -> int:
     cfg_path, overrides, flags = parse_args(argv if argv is not None else sys.argv[1:], USAGE,
                                             {"no_progress": False})
     cfg = load(cfg_path, overrides)
+    start_logs(cfg, "prepare_data")
     init_ray()
     m = run(cfg, progress=not flags["no_progress"])
     summary = {"output_dir": cfg.data.output_dir, "shards": len(m["shards"]),
                "samples": sum(s["samples"] for s in m["shards"]), "sources": m["sources"], **m["run"]}
-    print(json.dumps(summary))
+    print_summary(summary)
     return 0
 
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from omni.config import Config
-from jobs._common import JobError, load, parse_args, run_main, setup_mlflow
+from jobs._common import JobError, load, parse_args, print_summary, run_main, setup_mlflow, start_logs
 
 USAGE = __doc__ + "\nOptions: --config PATH [--export DIR] [--alias NAME] [key=value ...]"
 
@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg_path, overrides, flags = parse_args(argv if argv is not None else sys.argv[1:], USAGE,
                                             {"export": None, "alias": None})
     cfg = load(cfg_path, overrides)
-    print(json.dumps(register(cfg, flags["export"], flags["alias"])))
+    start_logs(cfg, "register")
+    print_summary(register(cfg, flags["export"], flags["alias"]))
     return 0
 
 

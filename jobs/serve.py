@@ -9,12 +9,11 @@ Runs until Ctrl-C (``--once`` starts, checks health, and shuts down).
 """
 from __future__ import annotations
 
-import json
 import sys
 import time
 import urllib.request
 
-from jobs._common import JobError, init_ray, load, parse_args, run_main
+from jobs._common import JobError, init_ray, load, parse_args, print_summary, run_main, start_logs
 
 USAGE = __doc__ + "\nOptions: --config PATH [--once] [key=value ...]"
 
@@ -25,7 +24,7 @@ def start(cfg_path: str, overrides: list[str], timeout_s: float = 180.0) -> str:
 
     from serve_app.app import build_app
 
-    cfg = load(cfg_path, overrides)
+    cfg = load(cfg_path, overrides, job="serve")
     serve.start(http_options={"host": cfg.serve.host, "port": cfg.serve.port})
     app = build_app({"config": cfg_path, "overrides": list(overrides)})
     serve.run(app, name="omni", route_prefix="/", blocking=False)
@@ -43,11 +42,11 @@ def start(cfg_path: str, overrides: list[str], timeout_s: float = 180.0) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     cfg_path, overrides, flags = parse_args(argv if argv is not None else sys.argv[1:], USAGE, {"once": False})
-    load(cfg_path, overrides)  # validate before starting anything
+    start_logs(load(cfg_path, overrides, job="serve"), "serve")  # validate before starting anything
     init_ray()
     base = start(cfg_path, overrides)
     ws = base.replace("http", "ws", 1) + "/v1/duplex"
-    print(json.dumps({"page": base + "/", "duplex": ws, "respond": base + "/v1/respond"}), flush=True)
+    print_summary({"page": base + "/", "duplex": ws, "respond": base + "/v1/respond"})
     from ray import serve
     if flags["once"]:
         serve.shutdown()

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from omni.config import STAGES, Config, ConfigError, flatten_params, save_resolved
-from jobs._common import JobError, init_ray, load, parse_args, run_main, setup_mlflow, mlflow_uri
+from jobs._common import JobError, init_ray, load, mlflow_uri, parse_args, print_summary, run_main, setup_mlflow, start_logs
 
 
 OMNICHAT = "omnichat"
@@ -183,11 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load(cfg_path, overrides)
     if flags["stage"] != OMNICHAT:
         cfg.stages.get(flags["stage"])
+    start_logs(cfg, "train")
     init_ray()
     init_from = str(Path(flags["init_from"]).resolve()) if flags["init_from"] else None  # workers run elsewhere
     res = run_stage(cfg, flags["stage"], init_from)
-    print(json.dumps({"stage": flags["stage"], "export_dir": res["export_dir"], "run_id": res["run_id"],
-                      "loss": res["metrics"].get("loss")}))
+    print_summary({"stage": flags["stage"], "export_dir": res["export_dir"], "run_id": res["run_id"],
+                   "loss": res["metrics"].get("loss")})
     return 0
 
 

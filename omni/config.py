@@ -135,6 +135,9 @@ class TokenizerConfig(_Section):
     speech: Literal["phonetic", "mel_kmeans", "s3", "mimi"] = "mel_kmeans"
     speech_path: str | None = None
     """Local folder of a real speech tokenizer (s3 / mimi). Never downloaded."""
+    mimi_codebooks: int = Field(1, ge=1)
+    """Mimi codebooks flattened frame-major into the unit stream: ``codebooks x codebook size``
+    units at ``model frame rate x codebooks`` Hz (Mimi: 12.5 Hz per codebook)."""
     num_units: int = Field(256, ge=2)
     """Codebook size of the built-in mel + k-means tokenizer."""
     frame_rate_hz: float = 25.0
@@ -391,6 +394,22 @@ class Config(_Section):
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------ jobs
+SPEECH_OUT_JOBS = ("evaluate", "serve", "demo")
+"""Jobs that turn the model's speech units back into audio (TTS intelligibility, duplex replies)."""
+
+
+def check_speech_decodable(cfg: Config, job: str) -> None:
+    """Refuse, at config load, a job that must decode speech units its tokenizer cannot decode:
+    CosyVoice S3 units need CosyVoice's flow-matching model and HiFi-GAN vocoder, which omni does
+    not ship (``omni.speech.adapters.S3Tokenizer`` encodes only)."""
+    if job in SPEECH_OUT_JOBS and cfg.tokenizer.speech == "s3":
+        raise ConfigError(f"{job} needs speech units turned back into audio, and tokenizer.speech=s3 cannot be "
+                          "decoded here (CosyVoice's flow-matching decoder and vocoder are not part of omni): train "
+                          "with s3, but evaluate and serve with a decodable tokenizer, e.g. "
+                          "configs/omniflatten_qwen2_0.5b_mimi.yaml (Mimi) or tokenizer.speech=mel_kmeans")
 
 
 # ------------------------------------------------------------------------ loading

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from omni.config import ServeConfig
+from omni.config import ServeConfig, StageConfig
 
 SAMPLE_RATE_HZ = 16000
 
@@ -166,8 +166,9 @@ class DuplexEngine:
         if self.stage not in ("full_duplex_3", "full_duplex_2"):
             raise ValueError(f"stage must be full_duplex_3 or full_duplex_2, got {self.stage!r}")
         st = cfg.stages.get(self.stage) if cfg is not None and hasattr(cfg, "stages") else None
-        self.speech_chunk = int(speech_chunk or (st.speech_chunk if st else 10))
-        self.text_chunk = 0 if self.stage == "full_duplex_2" else int(text_chunk or (st.text_chunk if st else 2))
+        st = st or StageConfig()  # an export without a config: the stage config's defaults
+        self.speech_chunk = int(speech_chunk or st.speech_chunk)
+        self.text_chunk = 0 if self.stage == "full_duplex_2" else int(text_chunk or st.text_chunk)
         if self.speech_chunk < 1:
             raise ValueError(f"speech_chunk must be >= 1, got {self.speech_chunk}")
         self.frame_rate_hz = float(self.speech_tokenizer.frame_rate_hz)

@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from omni.config import EMOTIONS, PITCHES, SPEEDS, STAGES
+from omni.config import EMOTIONS, PITCHES, SPEEDS, STAGES, StageConfig
 from omni.vocab import Vocab
 
 STREAM_OTHER, STREAM_USER_SPEECH, STREAM_USER_TEXT, STREAM_ASSISTANT_TEXT, STREAM_ASSISTANT_SPEECH = range(5)
@@ -450,7 +450,7 @@ def _interleave(parts: list[tuple[np.ndarray, int, bool]], task: str) -> Example
                    strict_splits=True)
 
 
-def flatten_full_duplex_3(d: Dialogue, vocab: Vocab, text_chunk: int = 2, speech_chunk: int = 10) -> list[Example]:
+def flatten_full_duplex_3(d: Dialogue, vocab: Vocab, text_chunk: int, speech_chunk: int) -> list[Example]:
     """Chunk i = ``U_i (speech_chunk) | A_text_i (text_chunk) | A_speech_i (speech_chunk)``."""
     _check_chunks(d, speech_chunk, text_chunk)
     slots = assistant_text_slots(d, vocab, text_chunk, speech_chunk)
@@ -463,7 +463,7 @@ def flatten_full_duplex_3(d: Dialogue, vocab: Vocab, text_chunk: int = 2, speech
                          (asst, STREAM_ASSISTANT_SPEECH, True)], "full_duplex_3")]
 
 
-def flatten_full_duplex_2(d: Dialogue, vocab: Vocab, speech_chunk: int = 10) -> list[Example]:
+def flatten_full_duplex_2(d: Dialogue, vocab: Vocab, speech_chunk: int) -> list[Example]:
     """Chunk i = ``U_i (speech_chunk) | A_speech_i (speech_chunk)``."""
     _check_chunks(d, speech_chunk)
     n = -(-d.num_frames // speech_chunk)
@@ -481,7 +481,7 @@ def _chunks(ids, width: int, what: str) -> np.ndarray:
     return ids.reshape(-1, width)
 
 
-def deflatten_full_duplex_3(ids, vocab: Vocab, text_chunk: int = 2, speech_chunk: int = 10) -> DuplexStreams:
+def deflatten_full_duplex_3(ids, vocab: Vocab, text_chunk: int, speech_chunk: int) -> DuplexStreams:
     c = _chunks(ids, 2 * speech_chunk + text_chunk, "full_duplex_3")
     text = c[:, speech_chunk:speech_chunk + text_chunk]
     flat = text.ravel()
@@ -496,7 +496,7 @@ def deflatten_full_duplex_3(ids, vocab: Vocab, text_chunk: int = 2, speech_chunk
                          vocab.ids_to_units(c[:, speech_chunk + text_chunk:].ravel()), text.copy(), texts)
 
 
-def deflatten_full_duplex_2(ids, vocab: Vocab, speech_chunk: int = 10) -> DuplexStreams:
+def deflatten_full_duplex_2(ids, vocab: Vocab, speech_chunk: int) -> DuplexStreams:
     c = _chunks(ids, 2 * speech_chunk, "full_duplex_2")
     return DuplexStreams(vocab.ids_to_units(c[:, :speech_chunk].ravel()),
                          vocab.ids_to_units(c[:, speech_chunk:].ravel()))
@@ -513,10 +513,9 @@ STAGE_FLATTENERS: dict[str, Callable] = {
 
 def flatten(stage: str, d: Dialogue, vocab: Vocab, stage_cfg=None) -> list[Example]:
     """Flatten ``d`` for ``stage`` with chunk sizes/loss options from ``stage_cfg``
-    (:class:`omni.config.StageConfig`; None = defaults)."""
+    (:class:`omni.config.StageConfig`, the one place chunk sizes are set; None = its defaults)."""
     if stage not in STAGE_FLATTENERS:
         raise ValueError(f"unknown stage {stage!r}: choose one of {', '.join(STAGES)}")
     if stage_cfg is None:
-        from omni.config import StageConfig
         stage_cfg = StageConfig()
     return STAGE_FLATTENERS[stage](d, vocab, stage_cfg)

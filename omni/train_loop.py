@@ -9,49 +9,62 @@ Steps of the loop:
   2. vocabulary from the data's tokenizers; model from config or the previous stage's export
   3. DeepSpeed engine: ZeRO stage, clipping, accumulation, bf16 — torch AdamW + warmup/cosine
   4. resume: engine checkpoint + loop state (step, RNG) when a checkpoint is given. DeepSpeed's
-     ``.pt`` files are read with ``torch.load(weights_only=True)`` and an allowlist of exactly the
-     DeepSpeed state types they hold (:func:`load_engine_checkpoint`): a file that would run code
-     on load is refused. The loop's own state is JSON.
+     ``.pt`` files are read weights-only (:func:`omni.safe_checkpoint.load_engine_checkpoint`): a
+     file that would run code on load is refused. The loop's own state is JSON.
   5. loop: micro-batches of packed rows; per-stream losses; metrics every ``log_every``. The
      shards are sha256-verified as they are read; a corrupt one is skipped with a warning and
-     counted (``data/corrupt_shards_skipped``, every log step and in the final metrics).
+     counted (``data/corrupt_shards_skipped``, every log step and in the final metrics); so is a
+     record the stage's format refuses (``data/records_skipped_error``, see :class:`RecordErrors`),
+     and a stream that yields no usable record fails with the reasons instead of looping.
   6. checkpoint every ``checkpoint_every`` steps and at the end (all ranks, via ``report``)
   7. held-out loss per stream; rank 0 exports safetensors + vocab + tokenizers + config
 
 Hot path: a step does only what the step needs. Per-stream loss sums stay tensors until a log
-step; MLflow writes run in a separate process (waited for at each checkpoint and at the end);
+step; MLflow writes run in a separate process (:mod:`omni.mlflow_writer`, waited for at each
+checkpoint and at the end);
 ``jobs/train.py`` hands Ray only the checkpoint reports.
 """
 from __future__ import annotations
 
-import contextlib
+import importlib
 import json
 import logging
 import math
 import os
-import pickle
 import random
-import subprocess
-import sys
+import signal
+import socket
 import tempfile
-import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from omni.config import Config
 from omni.formats import STREAM_NAMES as _ALL_STREAMS
-from omni.formats import STREAM_OTHER
-from omni.packing import model_inputs, stream_loss_sums
+from omni.formats import STREAM_OTHER, Dialogue, flatten
+from omni.mlflow_writer import MlflowLogger
+from omni.model import build_model, flops_per_token, save_export
+from omni.packing import StreamingPacker, collate, model_inputs, stream_loss_sums
+from omni.safe_checkpoint import load_engine_checkpoint
+from omni.shards import ShardStream
+from omni.speech_tokenizer import load_speech_tokenizer
+from omni.text_tokenizer import TextTokenizer
+from omni.vocab import Vocab
 
 STREAM_NAMES = {code: name for code, name in enumerate(_ALL_STREAMS) if code != STREAM_OTHER}
 """Streams whose loss is logged (``loss_<name>``); special tokens (``other``) count in ``loss`` only."""
 CORRUPT_SHARDS = "data/corrupt_shards_skipped"
+RECORD_ERRORS = "data/records_skipped_error"
+MAX_RECORDS_WITHOUT_EXAMPLE = 1000
+"""A record stream that gives this many records in a row and no example fails (see :func:`stage_examples`)."""
 log = logging.getLogger("omni.train")
+_MlflowLogger = MlflowLogger  # the old name: omni.omnichat.train imports it from here (until it imports omni.mlflow_writer)
 
 
 @dataclass
@@ -125,16 +138,11 @@ def maybe_inject_fault(rank: int, step: int) -> None:
     if int(r) == rank and int(s) == step and not os.path.exists(marker):
         Path(marker).write_text(f"killed rank {rank} after step {step}\n")
         time.sleep(float(os.environ.get("OMNI_FAULT_KILL_DELAY_S", "3")))
-        import signal
         os.kill(os.getpid(), signal.SIGKILL)
 
 
 def load_assets(cfg: Config):
     """Vocab and tokenizers of the prepared data set."""
-    from omni.speech_tokenizer import load_speech_tokenizer
-    from omni.text_tokenizer import TextTokenizer
-    from omni.vocab import Vocab
-
     tok_dir = Path(cfg.data.output_dir) / "tokenizers"
     if not (tok_dir / "text").exists():
         raise FileNotFoundError(f"no tokenizers in {tok_dir}: run `python -m jobs.prepare_data --config CFG` first")
@@ -143,28 +151,66 @@ def load_assets(cfg: Config):
     return Vocab(text_size=text.vocab_size, num_units=speech.num_units), text, speech, tok_dir / "speech"
 
 
-def stage_examples(cfg: Config, stage: str, vocab, speech, records: Iterator[dict]) -> Iterator:
-    """Records → flattened examples of this stage (records that can't form one are skipped)."""
-    from omni.formats import Dialogue, flatten
+class RecordErrors:
+    """Records that could not be flattened (``ValueError`` from the format, e.g. no usable assistant
+    turn for this stage): counted per reason, the first of each reason logged as a warning. The
+    loop reports ``count`` as ``data/records_skipped_error`` (every log step and at the end), as
+    it reports corrupt shards."""
 
+    def __init__(self):
+        self.count = 0
+        self.reasons: Counter = Counter()
+
+    def add(self, key: str, err: Exception) -> None:
+        """Count one refused record; its reason is the error's first line with the key as ``<key>``."""
+        reason = (str(err).splitlines() or [type(err).__name__])[0].replace(key, "<key>")[:200]
+        self.count += 1
+        if not self.reasons[reason]:
+            log.warning("skipping record %s: %s", key, reason)
+        self.reasons[reason] += 1
+
+    def summary(self, n: int = 3) -> str:
+        return "; ".join(f"{r} ({k}x)" for r, k in self.reasons.most_common(n)) or "none"
+
+
+def stage_examples(cfg: Config, stage: str, vocab, speech, records: Iterator[dict],
+                   errors: RecordErrors | None = None,
+                   max_without_example: int = MAX_RECORDS_WITHOUT_EXAMPLE) -> Iterator:
+    """Records → flattened examples of this stage. A record that cannot form one is skipped:
+    a single utterance outside ``align`` silently (it only makes ASR/TTS pairs), a record the
+    format refuses (``ValueError``) counted in ``errors``. When ``max_without_example`` records in
+    a row give no example, the stream can never feed this stage (an endless stream would loop
+    forever): ``ValueError`` naming the stage and the reasons."""
     st = cfg.stages.get(stage)
+    errors = errors if errors is not None else RecordErrors()
+    since_example, utterances = 0, 0
     for rec in records:
         if stage != "align" and rec["meta"].get("task") == "utterance":
-            continue  # single utterances (manifest, LibriSpeech) only make ASR/TTS pairs
-        try:
-            d = Dialogue.from_record(rec, frame_rate_hz=speech.frame_rate_hz, silence_unit=speech.silence_unit)
-            exs = flatten(stage, d, vocab, st)
-        except ValueError:  # e.g. no usable assistant turn for this stage: skip the record
+            utterances += 1  # single utterances (manifest, LibriSpeech) only make ASR/TTS pairs
+            exs = []
+        else:
+            try:
+                d = Dialogue.from_record(rec, frame_rate_hz=speech.frame_rate_hz, silence_unit=speech.silence_unit)
+                exs = flatten(stage, d, vocab, st)
+            except ValueError as e:
+                errors.add(rec.get("key", "?"), e)
+                exs = []
+        if exs:
+            since_example = 0
+            yield from exs
             continue
-        yield from exs
+        since_example += 1
+        if since_example >= max_without_example:
+            raise ValueError(
+                f"stage {stage}: the last {since_example} records gave no training example "
+                f"({utterances} single utterances, which only the align stage uses; {errors.count} records "
+                f"refused: {errors.summary()}). Check data.sources and the stage order, or re-prepare the data")
 
 
 def packed_batches(examples: Iterator, seq_len: int, micro_batch: int, pad_id: int,
                    pool: int = 32) -> Iterator[dict]:
     """Best-fit pack the example stream (rows stay open across pools, see
     ``omni.packing.StreamingPacker``); yield collated micro-batches of ``micro_batch`` rows."""
-    from omni.packing import StreamingPacker, collate
-
     packer = StreamingPacker(seq_len, pad_id)
     pending: list = []
     rows: list = []
@@ -196,82 +242,39 @@ def stream_losses(logits: torch.Tensor, labels: torch.Tensor, stream: torch.Tens
     return total, per_stream(sums, counts)
 
 
-# ----------------------------------------------------------------- safe resume
-class UnsafeCheckpointError(RuntimeError):
-    """A checkpoint file that cannot be read weights-only (it would run code when unpickled)."""
-
-
-def _deepspeed_safe_globals() -> list:
-    """The non-tensor types DeepSpeed writes into its checkpoint files, and nothing else: found with
-    ``torch.serialization.get_unsafe_globals_in_checkpoint`` on ZeRO 0/1/2/3 checkpoints (fp32, bf16,
-    LoRA, gradient accumulation). ``DynamicLossScaler`` is the fp16 (GPU) variant of ``LossScaler``.
-    All are plain value holders: rebuilding them runs no code beyond setting attributes."""
-    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
-    from deepspeed.runtime.zero.config import ZeroStageEnum
-    from deepspeed.utils.tensor_fragment import fragment_address
-
-    return [ZeroStageEnum, LossScaler, DynamicLossScaler, fragment_address]
-
-
-def safe_torch_load(f, map_location=None, **kw):
-    """``torch.load(weights_only=True)`` allowing exactly :func:`_deepspeed_safe_globals`; a file that
-    needs anything else (a pickle payload) raises :class:`UnsafeCheckpointError` before any of it runs."""
-    kw.pop("weights_only", None)
-    kw.pop("pickle_module", None)
-    with torch.serialization.safe_globals(_deepspeed_safe_globals()):
-        try:
-            return _TORCH_LOAD(f, map_location=map_location, weights_only=True, **kw)
-        except pickle.UnpicklingError as e:
-            # torch's message: a generic paragraph, then the line naming the refused global
-            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
-            why = next((ln for ln in lines if "GLOBAL" in ln or "Unsupported" in ln), lines[-1])
-            raise UnsafeCheckpointError(
-                f"refusing to load checkpoint file {f}: it is not weights-only ({why[:300]}). Omni reads "
-                f"DeepSpeed checkpoints with torch.load(weights_only=True) and DeepSpeed's own state types "
-                f"only; this trainer never writes a file that needs more — delete that checkpoint or start "
-                f"the run afresh"
-            ) from None
-
-
-_TORCH_LOAD = torch.load
-
-
-@contextlib.contextmanager
-def _weights_only_torch_load():
-    """Within the block every ``torch.load`` (DeepSpeed calls it with ``weights_only=False`` from its
-    checkpoint engine and optimizers) goes through :func:`safe_torch_load`."""
-    torch.load = safe_torch_load
-    try:
-        yield
-    finally:
-        torch.load = _TORCH_LOAD
-
-
-def load_engine_checkpoint(engine, ckpt_dir: str, tag: str = "ckpt"):
-    """``engine.load_checkpoint`` with every ``.pt`` file read weights-only (see :func:`safe_torch_load`)."""
-    with _weights_only_torch_load():
-        path, client_state = engine.load_checkpoint(ckpt_dir, tag=tag)
-    if path is None:
-        raise FileNotFoundError(f"no DeepSpeed checkpoint {tag!r} in {ckpt_dir}")
-    return path, client_state
-
-
 def worker_setup(tr, ctx: LoopContext) -> None:
-    """Per-rank seeds (torch, random, numpy), torch threads = ``tr.cpus_per_worker``, the process group."""
+    """Per-rank seeds (torch, random, numpy), torch threads = ``tr.cpus_per_worker``, the process group;
+    on CPU, no DeepSpeed op compilation (:func:`skip_deepspeed_cpu_ops`)."""
     torch.manual_seed(tr.seed + ctx.rank)
     random.seed(tr.seed + ctx.rank)
     np.random.seed(tr.seed + ctx.rank)
     torch.set_num_threads(max(1, int(tr.cpus_per_worker)))
+    if not tr.use_gpu:
+        skip_deepspeed_cpu_ops()
     _ensure_dist(ctx)
 
 
-def _ensure_dist(ctx: LoopContext) -> None:
-    import torch.distributed as dist
+def skip_deepspeed_cpu_ops() -> None:
+    """Keep ``deepspeed.initialize`` on CPU from JIT-compiling its shared-memory all-reduce op.
 
+    DeepSpeed's torch comm backend builds that op whenever the accelerator is the CPU: it probes
+    every op builder's compatibility (compiler subprocesses), then compiles C++ (~44 s the first
+    time, its compiler lines on the console). The op serves only DeepSpeed *inference*'s tensor
+    parallelism (``inference_all_reduce``); ZeRO training reduces through ``torch.distributed``
+    (gloo), so nothing here uses it. Without it the backend takes its own documented fallback."""
+    # import_module, not ``import deepspeed.comm.torch as m``: deepspeed.comm re-exports the torch
+    # package under that name. (DeepSpeed costs seconds to import; training imports it next anyway.)
+    ds_torch = importlib.import_module("deepspeed.comm.torch")
+    if hasattr(ds_torch, "build_shm_op"):
+        ds_torch.build_shm_op = lambda: None
+    else:  # a DeepSpeed that reorganised its comm module: training still works, it may compile the op
+        log.warning("deepspeed.comm.torch.build_shm_op not found: DeepSpeed may compile its shm op on CPU")
+
+
+def _ensure_dist(ctx: LoopContext) -> None:
     if not dist.is_initialized():
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
         if "MASTER_PORT" not in os.environ:
-            import socket
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))
                 os.environ["MASTER_PORT"] = str(s.getsockname()[1])
@@ -283,8 +286,6 @@ def _ensure_dist(ctx: LoopContext) -> None:
 
 def heldout_loss(engine, cfg: Config, stage: str, vocab, speech) -> dict:
     max_batches = cfg.train.eval_batches
-    from data_prep.reader import ShardStream
-
     try:
         recs = ShardStream(cfg.data.output_dir, "heldout", seed=0, shuffle_buffer=1, loop=False, verify=True)
     except ValueError:
@@ -314,15 +315,16 @@ def heldout_loss(engine, cfg: Config, stage: str, vocab, speech) -> dict:
     return out
 
 
-def corrupt_shards(records, ctx: LoopContext) -> int:
-    """Distinct shards the training readers skipped (unreadable, undecodable or failing sha256), over
-    all ranks: each rank reads its own slots, and a shard may come round to another rank next epoch.
-    A collective: every rank calls it at the same steps."""
+def data_counters(records, errors: RecordErrors, ctx: LoopContext) -> dict:
+    """Over all ranks: distinct shards the training readers skipped (unreadable, undecodable or
+    failing sha256; each rank reads its own slots, and a shard may come round to another rank next
+    epoch) and records refused by the format. A collective: every rank calls it at the same steps."""
     if ctx.world_size == 1:
-        return len(records.skipped)
-    lists: list = [None] * ctx.world_size
-    torch.distributed.all_gather_object(lists, sorted(records.skipped))
-    return len({p for ls in lists for p in ls})
+        return {CORRUPT_SHARDS: len(records.skipped), RECORD_ERRORS: errors.count}
+    parts: list = [None] * ctx.world_size
+    dist.all_gather_object(parts, (sorted(records.skipped), errors.count))
+    return {CORRUPT_SHARDS: len({p for skipped, _ in parts for p in skipped}),
+            RECORD_ERRORS: sum(n for _, n in parts)}
 
 
 def train_loop(args: dict, ctx: LoopContext | None = None) -> dict:
@@ -330,7 +332,7 @@ def train_loop(args: dict, ctx: LoopContext | None = None) -> dict:
     "export_dir": where to export, "mlflow": {"uri", "run_id"} or None}. Returns final metrics."""
     ctx = ctx or LoopContext()
     # rank 0's MLflow writer process starts first: its imports overlap the set-up below
-    mlf = _MlflowLogger(args.get("mlflow")) if ctx.rank == 0 else None
+    mlf = MlflowLogger(args.get("mlflow")) if ctx.rank == 0 else None
     try:
         return _train_stage(args, ctx, mlf)
     except BaseException:
@@ -340,10 +342,7 @@ def train_loop(args: dict, ctx: LoopContext | None = None) -> dict:
 
 
 def _train_stage(args: dict, ctx: LoopContext, mlf) -> dict:
-    import deepspeed
-
-    from data_prep.reader import ShardStream
-    from omni.model import build_model, flops_per_token
+    import deepspeed  # here, not at the top: its import costs seconds, and only a training run needs it
 
     cfg = Config.model_validate(args["config"])
     stage = args["stage"]
@@ -379,7 +378,8 @@ def _train_stage(args: dict, ctx: LoopContext, mlf) -> dict:
     records = ShardStream(cfg.data.output_dir, "train", ctx.rank, ctx.world_size, seed=tr.seed + step,
                           shuffle_buffer=cfg.data.shuffle_buffer, verify=True)
     pad_id = vocab.special("pad")
-    batches = packed_batches(stage_examples(cfg, stage, vocab, speech, iter(records)), tr.seq_len,
+    errors = RecordErrors()
+    batches = packed_batches(stage_examples(cfg, stage, vocab, speech, iter(records), errors), tr.seq_len,
                              tr.micro_batch_size, pad_id)
     t_last, tok_since, pad_since, rows_since = time.time(), 0, 0, 0
     agg_sum = agg_cnt = None  # per-stream CE sums / token counts since the last log step (on the device)
@@ -412,7 +412,7 @@ def _train_stage(args: dict, ctx: LoopContext, mlf) -> dict:
             if peak:
                 metrics["mfu"] = metrics["achieved_tflops"] / (peak * ctx.world_size)
             metrics.update({f"loss_{k}": s / max(c, 1) for k, (s, c) in per_stream(agg_sum, agg_cnt).items()})
-            metrics[CORRUPT_SHARDS] = corrupt_shards(records, ctx)
+            metrics.update(data_counters(records, errors, ctx))
             agg_sum = agg_cnt = None
             t_last, tok_since, pad_since, rows_since = time.time(), 0, 0, 0
         if step == tr.max_steps or (tr.eval_every and step % tr.eval_every == 0):
@@ -454,8 +454,6 @@ def _report(ctx: LoopContext, metrics: dict, ckpt_dir: str | None, mlf) -> None:
 
 
 def _export(engine, cfg, vocab, text_tok, speech_dir, export_dir, ctx, stage, metrics, zero_stage) -> None:
-    from omni.model import save_export
-
     module = engine.module
     if zero_stage == 3:
         import deepspeed
@@ -465,110 +463,3 @@ def _export(engine, cfg, vocab, text_tok, speech_dir, export_dir, ctx, stage, me
                             {"stage": stage, "final_metrics": metrics})
     elif ctx.rank == 0:
         save_export(export_dir, module, vocab, text_tok, speech_dir, cfg, {"stage": stage, "final_metrics": metrics})
-
-
-# The MLflow writer process: JSON lines on stdin ([step, timestamp_ms, [[key, value], ...]]), one
-# line back on stdout per batch ("ok" or "error <json message>"). Exits when stdin closes.
-_MLFLOW_WRITER = r"""
-import json, sys
-from mlflow import MlflowClient
-from mlflow.entities import Metric
-client, run_id = MlflowClient(sys.argv[1]), sys.argv[2]
-for line in sys.stdin:
-    try:
-        step, ts, items = json.loads(line)
-        client.log_batch(run_id, metrics=[Metric(k, v, ts, step) for k, v in items])
-        reply = "ok"
-    except Exception as e:
-        reply = "error " + json.dumps(f"{type(e).__name__}: {e}")
-    print(reply, flush=True)
-"""
-
-
-class _MlflowLogger:
-    """Rank-0 metric logging to an existing MLflow run (Ray Train V2 has no MLflow callback).
-
-    The writes happen in a separate process (``python -c _MLFLOW_WRITER``, started when the logger
-    is made, so MLflow's import overlaps the loop's set-up): ``log`` only writes one JSON line to
-    its pipe. A ``log_batch`` costs 3-7 ms of Python on the sqlite store (more over HTTP) — at
-    ``log_every: 1`` 10-20% of a tiny model's step — and a writer *thread* still took ~3% of the
-    step through the GIL. ``flush`` waits until every batch sent is written and raises the first
-    write error (a tracking store that fails still fails the run, at the next checkpoint);
-    ``close`` flushes and ends the process. If the training process dies, the writer still
-    writes what it was sent, then exits."""
-
-    FLUSH_TIMEOUT_S = 300.0
-
-    def __init__(self, spec: dict | None):
-        self._proc = None
-        if not (spec and spec.get("run_id")):
-            return
-        self.run_id = spec["run_id"]
-        self._proc = subprocess.Popen([sys.executable, "-c", _MLFLOW_WRITER, spec["uri"], self.run_id],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
-        self._sent = self._acked = 0
-        self._error: str | None = None
-        self._cond = threading.Condition()
-        self._reader = threading.Thread(target=self._read_replies, args=(self._proc,), name="omni-mlflow-replies",
-                                        daemon=True)
-        self._reader.start()
-
-    def log(self, metrics: dict) -> None:
-        if self._proc is None:
-            return
-        items = [[k, float(v)] for k, v in metrics.items()
-                 if k != "step" and isinstance(v, (int, float)) and math.isfinite(float(v))]
-        try:
-            self._proc.stdin.write(json.dumps([int(metrics["step"]), int(time.time() * 1000), items]) + "\n")
-        except (BrokenPipeError, ValueError, OSError) as e:
-            with self._cond:
-                self._error = self._error or f"writer process gone ({type(e).__name__}: {e})"
-            return
-        with self._cond:
-            self._sent += 1
-
-    def _read_replies(self, proc) -> None:
-        for line in proc.stdout:  # blocks without the GIL between replies
-            with self._cond:
-                self._acked += 1
-                if line.startswith("error") and self._error is None:
-                    self._error = json.loads(line[6:])
-                    log.warning("MLflow logging failed: %s", self._error)
-                self._cond.notify_all()
-        with self._cond:  # the writer exited
-            self._error = self._error or f"writer process exited (status {proc.wait()})"
-            self._cond.notify_all()
-
-    def flush(self) -> None:
-        if self._proc is None:
-            return
-        with self._cond:
-            done = self._cond.wait_for(lambda: self._acked >= self._sent or self._error is not None,
-                                       timeout=self.FLUSH_TIMEOUT_S)
-            error = self._error
-        if error or not done:
-            raise RuntimeError(f"MLflow logging to run {self.run_id} failed: "
-                               f"{error or f'no reply within {self.FLUSH_TIMEOUT_S:.0f} s'}")
-
-    def close(self) -> None:
-        if self._proc is None:
-            return
-        try:
-            self.flush()
-        finally:
-            self.abort(wait_s=60)
-
-    def abort(self, wait_s: float = 0) -> None:
-        """End the writer without waiting for replies: it still writes what it was sent."""
-        if self._proc is None:
-            return
-        proc, self._proc = self._proc, None
-        try:
-            proc.stdin.close()
-        except OSError:
-            pass
-        if wait_s:
-            try:
-                proc.wait(timeout=wait_s)
-            except Exception:  # noqa: BLE001 - never hang the end of a run on the logger
-                proc.kill()

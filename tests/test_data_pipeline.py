@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from data_prep import pipeline as P
-from data_prep import shards as S
+from omni.shards import format as S
 from data_prep.sources import fixtures as F
 from omni.config import SourceConfig, load_config
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_prep import reader as R
-from data_prep import shards as S
+from omni.shards import stream as R
+from omni.shards import format as S
 
 
 def make_data(root: Path, shards: dict[str, int], per_shard: int = 5, weights: dict | None = None) -> Path:

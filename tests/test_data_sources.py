@@ -97,17 +97,45 @@ def test_stereo_dialogue_with_and_without_timings(tmp_path):
     r = _load_all("stereo_dialogue", tmp_path / "st")["c-conv0"]
     assert len(r["user"]) == 48000 and validate_record(r, DCFG) is None
     assert [(t["speaker"], t["emotion"]) for t in r["meta"]["turns"]] == [("user", "neutral"), ("assistant", "happy")]
-    os.remove(tmp_path / "st" / "conv0.json")
-    r = _load_all("stereo_dialogue", tmp_path / "st")["c-conv0"]
-    turns = r["meta"]["turns"]
-    assert r["meta"]["transcribed"] is False and [t["speaker"] for t in turns] == ["user", "assistant"]
-    # energy detector finds user speech in [0, 1.3] s and assistant speech in [1.5, 3.0] s (±60 ms)
-    assert abs(turns[0]["start_s"]) < 0.06 and abs(turns[0]["end_s"] - 1.3) < 0.06
-    assert abs(turns[1]["start_s"] - 1.5) < 0.06 and abs(turns[1]["end_s"] - 3.0) < 0.06
-    assert validate_record(r, DCFG) is None  # untranscribed turns are allowed (speech-only stages)
     sf.write(tmp_path / "st" / "mono.wav", F.tone(1.0, 3), 16000)
     bad = _load_all("stereo_dialogue", tmp_path / "st")["c-mono"]
     assert isinstance(bad, Reject) and bad.code == "bad_record" and "2" in bad.detail
+
+
+def test_stereo_dialogue_without_timings_takes_turns_from_silero_vad(tmp_path):
+    """Real espeak-ng speech at known times on each channel (24 kHz file); a steady 200 Hz tone on the
+    user channel afterwards is not a turn. Turns are found within one Silero window (32 ms) + its 30 ms pad."""
+    from data_prep.synth.tts import get_tts
+    from omni.vad import voiced_span
+
+    tts, sr = get_tts("espeak"), 24000  # the process-wide engine (C statics)
+    user = tts.synthesize("Could you tell me how the weather will be tomorrow?", voice="en-us+m3").wave
+    asst = tts.synthesize("It will be sunny and warm all afternoon.", voice="en+f3").wave
+    x = np.zeros((7 * sr, 2), np.float32)
+    expect = []
+    for ch, wave, at in ((0, user, 0.3), (1, asst, 0.6 + len(user) / 16000)):
+        on, off = voiced_span(wave, 16000)
+        w = sf_resample(wave, 16000, sr)
+        i = int(at * sr)
+        x[i:i + len(w), ch] = w
+        expect.append((at + on, at + off))
+    t = np.arange(sr) / sr
+    x[int(5.5 * sr):int(6.5 * sr), 0] = 0.3 * np.sin(2 * np.pi * 200 * t)
+    (tmp_path / "st").mkdir()
+    sf.write(tmp_path / "st" / "conv.wav", x, sr)
+    cfg = DCFG.model_copy(update={"max_duration_s": 10.0})
+    r = _load_all("stereo_dialogue", tmp_path / "st", cfg)["c-conv"]
+    turns = r["meta"]["turns"]
+    assert r["meta"]["transcribed"] is False and [t["speaker"] for t in turns] == ["user", "assistant"]
+    for turn, (a, b) in zip(turns, expect):
+        assert abs(turn["start_s"] - a) < 0.1 and abs(turn["end_s"] - b) < 0.1, (turn, a, b)
+        assert turn["text"] == ""
+    assert validate_record(r, cfg) is None  # untranscribed turns are allowed (speech-only stages)
+
+
+def sf_resample(wave, src_hz, dst_hz):
+    import soxr
+    return soxr.resample(wave, src_hz, dst_hz).astype(np.float32)
 
 
 def test_reader_config_errors_are_clear(tmp_path):

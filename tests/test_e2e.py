@@ -31,6 +31,7 @@ def demo(tmp_path_factory):
     r = subprocess.run([sys.executable, "-m", "jobs.demo", "--config", "configs/tiny.yaml", *overrides],
                        cwd=ROOT, capture_output=True, text=True, timeout=1500)
     (out / "demo.log").write_text(r.stdout + "\n" + r.stderr)
+    (out / "demo.stderr").write_text(r.stderr)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     summary["overrides"] = overrides
@@ -44,6 +45,20 @@ def test_demo_prints_where_to_look(demo):
     assert Path(summary["reply_wav"]).exists() and summary["reply_s"] > 0
     assert summary["underruns"] is not None and summary["ws_errors"] == []
     assert summary["latency_ms_p50"] is not None and summary["latency_ms_p50"] > 0
+
+
+def test_demo_console_is_its_steps_and_summary(demo):
+    """Ray, DeepSpeed and MLflow output goes to the log file the summary names, not to the console."""
+    out, summary, stdout = demo
+    steps = [ln for ln in stdout.splitlines() if ln.startswith("=== [")]
+    assert [s.split("]")[0] for s in steps] == [f"=== [{i}/6" for i in range(1, 7)]
+    for noise in ("WARNING", "INFO ", "[DeepSpeed]", "(pid=", "(raylet)", "Traceback", "Warning:",
+                  "Building extension"):
+        assert noise not in stdout, noise
+    assert (out / "demo.stderr").read_text() == ""
+    log = Path(summary["log"])
+    assert log == out / "tiny" / "logs" / "demo.log" and f"library logs     {log}" in stdout
+    assert "Ray workers' output: " in log.read_text()
 
 
 def test_shards_match_manifest(demo):

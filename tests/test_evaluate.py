@@ -35,7 +35,7 @@ DIALOGUES = {
 
 def write_heldout(export_dir: Path, data_dir: Path) -> None:
     """Two two-channel conversations as a held-out shard + manifest (the pipeline's layout)."""
-    from data_prep import shards as S
+    from omni.shards import format as S
     from omni.model import load_export
     from omni.speech_tokenizer import load_speech_tokenizer
     from serve_app.tiny_export import demo_wave

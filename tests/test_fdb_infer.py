@@ -1,4 +1,5 @@
-"""Offline duplex inference: output.wav sample-aligned with input.wav, and causal streaming."""
+"""Offline duplex inference (``omni.fdb_infer``, ``jobs.duplex_infer``): output.wav sample-aligned with
+input.wav, causal streaming, and the two baseline policies (``omni.baselines``)."""
 import json
 import os
 
@@ -6,7 +7,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from jobs import duplex_infer as di
+from jobs import duplex_infer as job
+from omni import fdb_infer as di
+from omni.baselines import SilentPolicy, Vad200Policy
 
 SR = 16000
 
@@ -15,7 +18,7 @@ class EchoRunner:
     """A session that plays back exactly what it was fed: shows where the placement rule puts audio."""
     checkpoint = "echo"
 
-    class _Echo(di.SilentPolicy):
+    class _Echo(SilentPolicy):
         def feed(self, pcm):
             return [{"type": "audio", "pcm": np.asarray(pcm, np.float32).copy()}]
 
@@ -47,19 +50,42 @@ def test_output_is_sample_aligned_with_input(tmp_path):
 
 def test_other_sample_rates_keep_rate_and_length(tmp_path):
     x = _write_input(tmp_path / "c8k" / "input.wav", 1.0, 8000)
-    di.process_clip(di.Runner("baseline:vad200"), tmp_path / "c8k" / "input.wav")
+    voice = 0.1 * np.ones(SR, np.float32)
+    di.process_clip(di.Runner("baseline:vad200", baseline_voice=voice), tmp_path / "c8k" / "input.wav")
     y, sr = sf.read(tmp_path / "c8k" / "output.wav", dtype="float32")
     assert sr == 8000 and len(y) == len(x)
 
 
 def test_vad200_baseline_speaks_only_after_200ms_of_user_silence():
-    x = np.zeros(2 * SR, np.float32)
-    x[: SR] = 0.2 * np.sin(2 * np.pi * 220 * np.arange(SR) / SR)       # user speaks for 1 s, then silent
-    out, _ = di.stream_clip(di.Vad200Policy(), x)
-    loud = np.flatnonzero(np.abs(out) > 1e-3)
-    # silence starts at 1.0 s; 10 quiet frames -> voice for the frame ending at 1.2 s, played from 1.22 s
-    assert loud[0] / SR == pytest.approx(1.22, abs=0.021)
-    np.testing.assert_array_equal(di.stream_clip(di.SilentPolicy(), x)[0], 0)
+    x = np.zeros(4 * SR, np.float32)
+    loud = lambda a, b: 0.2 * np.sin(2 * np.pi * 220 * np.arange(int((b - a) * SR)) / SR)
+    x[: SR] = loud(0, 1)                                     # the user speaks 0-1 s and 2-2.5 s
+    x[2 * SR:int(2.5 * SR)] = loud(2, 2.5)
+    voice = np.linspace(0.01, 0.5, SR, dtype=np.float32)     # a ramp: shows where the clip restarts
+    out, _ = di.stream_clip(Vad200Policy(voice), x)
+    on = np.flatnonzero(np.abs(out) > 1e-3)
+    # silence from 1.0 s; the 10th quiet frame (1.18-1.20 s) -> voice, played from the end of that frame
+    assert on[0] == int(1.2 * SR)
+    i = on[0]
+    np.testing.assert_allclose(out[i:i + 320], voice[:320])  # a turn starts the clip from its beginning
+    # the first loud frame (2.00-2.02 s) stops it: silence is played from 2.02 s until 2.70 s
+    assert np.all(out[int(2.0 * SR):int(2.02 * SR)]) and not np.any(out[int(2.02 * SR):int(2.7 * SR)])
+    j = int(2.7 * SR)
+    np.testing.assert_allclose(out[j:j + 320], voice[:320])  # ... and the next turn restarts the clip
+    np.testing.assert_array_equal(di.stream_clip(SilentPolicy(), x)[0], 0)
+    with pytest.raises(ValueError, match="needs a voice"):
+        Vad200Policy(np.zeros(10))
+    with pytest.raises(ValueError, match="baseline:vad200 needs baseline_voice"):
+        di.Runner("baseline:vad200")
+
+
+def test_vad200_voice_is_speech_to_the_scoring_vad():
+    from data_prep.fdb_tasks import baseline_voice
+    from omni.vad import silero_segments
+
+    voice = baseline_voice()
+    speech = sum(e - s for s, e in silero_segments(voice, SR))
+    assert len(voice) / SR > 3.0 and speech > 0.7 * len(voice) / SR
 
 
 def test_find_inputs_and_bad_audio_errors(tmp_path):
@@ -70,7 +96,7 @@ def test_find_inputs_and_bad_audio_errors(tmp_path):
     with pytest.raises(ValueError, match="cannot read audio"):
         di.process_clip(EchoRunner(), tmp_path / "c" / "input.wav")
     _write_input(tmp_path / "d" / "input.wav", 0.5, SR)
-    stats = di.run("baseline:silent", tmp_path, local=True)         # one bad clip does not stop the rest
+    stats = job.run("baseline:silent", tmp_path, local=True)         # one bad clip does not stop the rest
     assert stats["clips"] == 2 and stats["errors"] == 1 and "cannot read audio" in stats["first_errors"][0]
     assert (tmp_path / "d" / "output.wav").exists()
 
@@ -126,12 +152,12 @@ def test_ray_data_job_matches_local(tmp_path):
             if attempt or "timed out during startup" not in str(e):
                 raise
     try:
-        stats = di.run("baseline:vad200", tmp_path / "set", actors=2)
+        stats = job.run("baseline:vad200", tmp_path / "set", actors=2)
     finally:
         ray.shutdown()
     assert stats["clips"] == 3 and stats["skipped"] == 0 and stats["audio_s"] == pytest.approx(3.0)
     ray_out = [sf.read(tmp_path / "set" / f"c{i}" / "output.wav")[0] for i in range(3)]
-    di.run("baseline:vad200", tmp_path / "set", local=True)
+    job.run("baseline:vad200", tmp_path / "set", local=True)
     for i in range(3):
         np.testing.assert_array_equal(ray_out[i], sf.read(tmp_path / "set" / f"c{i}" / "output.wav")[0])
-    assert di.run("baseline:vad200", tmp_path / "set", local=True, skip_existing=True)["skipped"] == 3
+    assert job.run("baseline:vad200", tmp_path / "set", local=True, skip_existing=True)["skipped"] == 3

@@ -1,5 +1,5 @@
-"""Full-Duplex-Bench ``output.json`` from ``jobs.duplex_infer --transcribe``: the benchmark's format,
-the user-interruption cut and offset, and ``omni.metrics.fdb`` reading it back."""
+"""Full-Duplex-Bench ``output.json`` from ``jobs.duplex_infer --transcribe`` (``omni.fdb_infer``): the
+benchmark's format, the user-interruption cut and offset, and ``omni.metrics.fdb`` reading it back."""
 import json
 import time
 
@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from jobs import duplex_infer as di
+from omni import fdb_infer as di
 from omni.asr import Word
+from omni.baselines import SilentPolicy
 from omni.metrics import fdb
 
 SR = 16000
@@ -30,7 +31,7 @@ class EchoRunner:
     """Plays back what it was fed (one frame late); ``asr`` as a real Runner with transcribe=True has."""
     checkpoint = "echo"
 
-    class _Echo(di.SilentPolicy):
+    class _Echo(SilentPolicy):
         def feed(self, pcm):
             return [{"type": "audio", "pcm": np.asarray(pcm, np.float32).copy()}]
 
@@ -50,16 +51,24 @@ def _clip(tmp_path, name, wave, metadata=None):
     return d
 
 
-def _tone(seconds):
-    """Loud enough for the energy VAD (silent output is not sent to the recogniser)."""
-    return (0.1 * np.sin(2 * np.pi * 200 * np.arange(int(seconds * SR)) / SR)).astype(np.float32)
+_SPEECH: list = []
+
+
+def _speech(seconds):
+    """Real speech (espeak-ng, repeated) over the whole clip: the scoring VAD (Silero) gates what is
+    sent to the recogniser, and only speech passes it."""
+    if not _SPEECH:
+        from data_prep.synth.tts import get_tts
+        _SPEECH.append(get_tts("espeak").synthesize("We could meet at the station after lunch.", voice="en+f3").wave)
+    n = int(seconds * SR)
+    return np.tile(_SPEECH[0], n // len(_SPEECH[0]) + 1)[:n].astype(np.float32)
 
 
 WORDS = [Word("hello", 0.25, 0.5), Word("there", 0.625, 1.0), Word("friend", 1.125, 1.5)]
 
 
 def test_output_json_round_trip_whole_clip(tmp_path):
-    d = _clip(tmp_path, "c0", _tone(3),
+    d = _clip(tmp_path, "c0", _speech(3),
               {"task": "smooth_turn_taking", "reference": {"user_start_s": 0.0, "user_end_s": 1.0}})
     asr = FixedWords(WORDS)
     di.process_clip(EchoRunner(asr), d / "input.wav")
@@ -72,7 +81,7 @@ def test_output_json_round_trip_whole_clip(tmp_path):
 
 def test_user_interruption_is_cut_at_interruption_end_and_offset_back(tmp_path):
     ref = {"user_start_s": 0.0, "context_end_s": 1.0, "interrupt_start_s": 2.0, "interrupt_end_s": 2.5}
-    d = _clip(tmp_path, "ui", _tone(4), {"task": "user_interruption", "reference": ref})
+    d = _clip(tmp_path, "ui", _speech(4), {"task": "user_interruption", "reference": ref})
     asr = FixedWords(WORDS)
     di.process_clip(EchoRunner(asr), d / "input.wav")
     assert asr.seen_s == [pytest.approx(1.5)]                    # only the audio after 2.5 s
@@ -95,7 +104,7 @@ def test_user_interruption_is_cut_at_interruption_end_and_offset_back(tmp_path):
 
 def test_report_reads_output_json_and_stale_json_is_removed(tmp_path):
     ref = {"user_start_s": 0.0, "context_end_s": 1.0, "interrupt_start_s": 2.0, "interrupt_end_s": 2.5}
-    d = _clip(tmp_path / "set", "ui", _tone(4), {"task": "user_interruption", "reference": ref})
+    d = _clip(tmp_path / "set", "ui", _speech(4), {"task": "user_interruption", "reference": ref})
     di.process_clip(EchoRunner(FixedWords(WORDS)), d / "input.wav")
     sf.write(d / "output.wav", np.zeros(4 * SR, np.float32), SR)       # silent output.wav: only the words speak
     r = fdb.fdb_report(tmp_path / "set")

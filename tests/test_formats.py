@@ -188,9 +188,9 @@ def test_from_record_frames_and_style():
 
 def test_bad_input_clear_errors():
     with pytest.raises(ValueError, match="speech unit 12 out of range"):
-        flatten_full_duplex_2(Dialogue.from_record(_rec(user_units=np.full(20, 12))), VOCAB)
+        flatten_full_duplex_2(Dialogue.from_record(_rec(user_units=np.full(20, 12))), VOCAB, 10)
     with pytest.raises(ValueError, match="speech unit 12 out of range"):
-        flatten_full_duplex_3(Dialogue.from_record(_rec(), silence_unit=12), VOCAB)
+        flatten_full_duplex_3(Dialogue.from_record(_rec(), silence_unit=12), VOCAB, 2, 10)
     no_asst = _rec()
     no_asst["meta"]["turns"] = no_asst["meta"]["turns"][:1]
     d = Dialogue.from_record(no_asst)
@@ -219,7 +219,7 @@ def test_bad_input_clear_errors():
     with pytest.raises(ValueError, match="unknown stage"):
         flatten("quarter_duplex", d, VOCAB)
     with pytest.raises(ValueError, match="not a positive multiple"):
-        deflatten_full_duplex_3(np.arange(7) + VOCAB.unit_offset, VOCAB)
+        deflatten_full_duplex_3(np.arange(7) + VOCAB.unit_offset, VOCAB, 2, 10)
     empty_text = _rec()
     empty_text["meta"]["turns"][1]["text_ids"] = []
     with pytest.raises(ValueError, match="no assistant turn with speech and text"):

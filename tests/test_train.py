@@ -11,13 +11,13 @@ import torch
 from safetensors.torch import load_file
 
 from omni.config import load_config, resolve_paths
+from omni.mlflow_writer import MlflowLogger
+from omni.safe_checkpoint import UnsafeCheckpointError, safe_torch_load
 from omni.train_loop import (
     CORRUPT_SHARDS,
     LoopContext,
-    UnsafeCheckpointError,
     deepspeed_config,
     lr_lambda,
-    safe_torch_load,
     stream_losses,
     train_loop,
 )
@@ -177,12 +177,10 @@ def test_mlflow_writer_process_logs_in_order_and_surfaces_errors(tmp_path):
     store that refuses a write fails the run at the next flush instead of losing metrics silently."""
     from mlflow import MlflowClient
 
-    from omni.train_loop import _MlflowLogger
-
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(uri)
     run_id = client.create_run(client.create_experiment("w", artifact_location=(tmp_path / "a").as_uri())).info.run_id
-    mlf = _MlflowLogger({"uri": uri, "run_id": run_id})
+    mlf = MlflowLogger({"uri": uri, "run_id": run_id})
     for step in range(1, 6):
         mlf.log({"step": step, "loss": 1.0 / step, "skipped": float("nan"), "note": "not a number"})
     mlf.flush()
@@ -190,9 +188,9 @@ def test_mlflow_writer_process_logs_in_order_and_surfaces_errors(tmp_path):
     mlf.close()
     assert "skipped" not in client.get_run(run_id).data.metrics
 
-    bad = _MlflowLogger({"uri": uri, "run_id": "0" * 32})   # no such run
+    bad = MlflowLogger({"uri": uri, "run_id": "0" * 32})   # no such run
     bad.log({"step": 1, "loss": 1.0})
     with pytest.raises(RuntimeError, match="MLflow logging to run 0+ failed"):
         bad.flush()
     bad.abort()
-    _MlflowLogger(None).log({"step": 1, "loss": 1.0})          # logging off: a no-op
+    MlflowLogger(None).log({"step": 1, "loss": 1.0})          # logging off: a no-op

@@ -18,6 +18,8 @@ from typing import Callable
 
 import numpy as np
 
+from omni import vad
+
 from .catalogue import BACKCHANNELS
 from .scripts import ScriptTurn
 from .tts import SAMPLE_RATE_HZ as SR, Speech
@@ -27,16 +29,9 @@ TAIL_S = 0.3
 
 
 def voiced_span(wave: np.ndarray, frame_ms: float = 5.0, thresh_db: float = -40.0) -> tuple[float, float]:
-    """(onset_s, offset_s) of the region above ``thresh_db`` relative to the loudest frame."""
-    hop = int(SR * frame_ms / 1000)
-    n = len(wave) // hop
-    if n == 0:
-        return 0.0, len(wave) / SR
-    env = np.sqrt(np.mean(wave[: n * hop].reshape(n, hop).astype(np.float64) ** 2, axis=1) + 1e-12)
-    loud = np.flatnonzero(20 * np.log10(env / (env.max() + 1e-12)) > thresh_db)
-    if len(loud) == 0:
-        return 0.0, len(wave) / SR
-    return loud[0] * frame_ms / 1000, (loud[-1] + 1) * frame_ms / 1000
+    """(onset_s, offset_s) of a clean TTS utterance: the region above ``thresh_db`` relative to the
+    loudest ``frame_ms`` frame (:func:`omni.vad.voiced_span`, the project's one VAD module)."""
+    return vad.voiced_span(wave, SR, frame_ms=frame_ms, rel_db=thresh_db)
 
 
 @dataclass

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from omni import vad
+
 Segment = tuple[float, float]
 
 
@@ -53,15 +55,14 @@ def voiced_segments(units: np.ndarray, silence_unit: int, frame_rate_hz: float,
 
 def energy_segments(wave: np.ndarray, sample_rate_hz: int = 16000, frame_ms: float = 40.0,
                     threshold_dbfs: float = -45.0, min_gap_s: float = 0.2, offset_s: float = 0.0) -> list[Segment]:
-    """Voiced segments of an audio channel: frames of ``frame_ms`` above ``threshold_dbfs`` RMS."""
-    hop = round(sample_rate_hz * frame_ms / 1000)
-    w = np.asarray(wave, np.float64).reshape(-1)
-    n = len(w) // hop
-    if n == 0:
-        return []
-    rms = np.sqrt(np.mean(w[: n * hop].reshape(n, hop) ** 2, axis=1) + 1e-20)
-    voiced = (20 * np.log10(rms) > threshold_dbfs).astype(np.int64)
-    return [(a + offset_s, b + offset_s) for a, b in voiced_segments(voiced, 0, 1000.0 / frame_ms, min_gap_s)]
+    """Voiced segments of the engine's output channel, by :func:`omni.vad.energy_segments` (the
+    project's one VAD module) with evaluation's settings: ``frame_ms`` frames above
+    ``threshold_dbfs`` RMS, gaps of at most ``min_gap_s`` merged. An energy rule on purpose: it
+    times the decoded units exactly, also for an untrained model whose output is not speech-like;
+    the Full-Duplex-Bench figures (:mod:`omni.metrics.fdb`) score with Silero, as the benchmark."""
+    segs = vad.energy_segments(wave, sample_rate_hz, frame_ms=frame_ms, threshold_dbfs=threshold_dbfs,
+                               min_speech_s=0.0, merge_gap_s=min_gap_s)
+    return [(a + offset_s, b + offset_s) for a, b in segs]
 
 
 def user_turns_from_meta(meta: dict) -> list[dict]:

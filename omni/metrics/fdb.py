@@ -10,14 +10,22 @@ numbers because the numbering differs between the arXiv versions.
 Everything here is a plain function on plain data: segments are ``(start_s, end_s)`` tuples on
 the clip's timeline, words are dicts ``{"word", "start", "end"}`` (seconds). Deviations from the
 reference scripts are listed where they happen (search "Deviation").
+
+Voice activity, as the benchmark scores it: Silero VAD with the settings its scripts use
+(:data:`omni.vad.FDB_SILERO`; the model is the v6 ONNX file that faster-whisper ships).
+``vad="energy"`` scores with the absolute energy threshold of :func:`omni.vad.energy_segments`
+instead (no model; any loud sound counts): an option for constructed signals, not the benchmark.
 """
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
-Segment = tuple[float, float]
+from omni.vad import Segment, merge_segments, speech_segments
 
 TURN_MIN_S = 1.0            # v1.0: output spanning >= 1 s is a turn ...
 TURN_MAX_WORDS = 3          # ... or one with more than 3 words (eval_pause_handling.py)
@@ -41,45 +49,6 @@ PUBLISHED_V1 = {
     "GPT-Realtime": {"pause_tor": 0.010, "backchannel_tor": 0.000, "turn_taking_tor": 1.000,
                      "turn_taking_latency_s": 1.470, "interruption_tor": 0.970, "interruption_latency_s": 1.500},
 }
-
-
-# ---------------------------------------------------------------------------- voice activity
-def energy_vad(wave, sample_rate_hz: int, *, frame_ms: float = 20.0, threshold_dbfs: float = -45.0,
-               min_speech_s: float = 0.1, merge_gap_s: float = 0.2) -> list[Segment]:
-    """Voiced ``(start_s, end_s)`` segments: frames with RMS above ``threshold_dbfs`` (absolute,
-    full scale = 1.0), gaps shorter than ``merge_gap_s`` merged, segments shorter than
-    ``min_speech_s`` dropped. An absolute threshold keeps a silent channel silent (a relative one
-    would promote noise to speech). The benchmark uses Silero VAD; this one needs no model."""
-    x = np.asarray(wave, np.float64).reshape(-1)
-    hop = max(1, round(sample_rate_hz * frame_ms / 1000))
-    n = len(x) // hop
-    if n == 0:
-        return []
-    rms = np.sqrt(np.mean(x[: n * hop].reshape(n, hop) ** 2, axis=1) + 1e-20)
-    loud = 20 * np.log10(rms) > threshold_dbfs
-    segs: list[Segment] = []
-    i = 0
-    while i < n:
-        if loud[i]:
-            j = i
-            while j < n and loud[j]:
-                j += 1
-            segs.append((i * hop / sample_rate_hz, j * hop / sample_rate_hz))
-            i = j
-        else:
-            i += 1
-    return [s for s in merge_segments(segs, merge_gap_s) if s[1] - s[0] >= min_speech_s]
-
-
-def merge_segments(segments, gap_s: float) -> list[Segment]:
-    """Sort and merge segments whose gap is <= ``gap_s``."""
-    out: list[list[float]] = []
-    for s, e in sorted((float(a), float(b)) for a, b in segments):
-        if out and s - out[-1][1] <= gap_s:
-            out[-1][1] = max(out[-1][1], e)
-        else:
-            out.append([s, e])
-    return [(a, b) for a, b in out]
 
 
 def clip_segments(segments, start_s: float, end_s: float) -> list[Segment]:
@@ -277,9 +246,6 @@ def load_reference(clip_dir) -> tuple[str, dict]:
     ``reference``), else the benchmark's own files (``interrupt.json``: ``[{"timestamp": [start,
     end]}]``; ``turn_taking.json``: ``[{"timestamp": [end, ...]}]``), else the parent folder's
     name as the task with the whole clip as the user's turn."""
-    import json
-    from pathlib import Path
-
     d = Path(clip_dir)
     if (d / "metadata.json").exists():
         meta = json.loads((d / "metadata.json").read_text())
@@ -304,9 +270,6 @@ def load_transcript(clip_dir) -> list[dict] | None:
     format (``{"text", "chunks": [{"text", "timestamp": [start, end]}]}``, on the clip's timeline,
     as ``jobs.duplex_infer --transcribe`` or the benchmark's ``get_transcript/asr.py`` write it);
     None when there is no such file. Chunks without a start are dropped; a missing end is the start."""
-    import json
-    from pathlib import Path
-
     f = Path(clip_dir) / "output.json"
     if not f.exists():
         return None
@@ -325,15 +288,14 @@ def load_transcript(clip_dir) -> list[dict] | None:
     return out
 
 
-def clip_metrics(clip_dir, asr=None, vad_kwargs: dict | None = None, transcripts: bool = True) -> dict:
+def clip_metrics(clip_dir, asr=None, vad_kwargs: dict | None = None, transcripts: bool = True,
+                 vad: str = "silero") -> dict:
     """Metrics of one folder holding ``output.wav`` (+ reference, see :func:`load_reference`).
     ``asr`` (optional) adds word timings: see :func:`transcribe_words`; without one, and with
     ``transcripts``, an ``output.json`` beside ``output.wav`` supplies them (see
-    :func:`load_transcript`). ``words_from`` says which: ``"asr"``, ``"output.json"`` or ``"vad"``."""
-    from pathlib import Path
-
-    import soundfile as sf
-
+    :func:`load_transcript`). ``words_from`` says which: ``"asr"``, ``"output.json"`` or ``"vad"``.
+    ``vad``/``vad_kwargs``: the voice-activity back-end and its settings (:func:`omni.vad.speech_segments`;
+    default Silero with the benchmark's settings)."""
     d = Path(clip_dir)
     if not (d / "output.wav").exists():
         raise FileNotFoundError(f"{d}/output.wav is missing: run `python -m jobs.duplex_infer "
@@ -343,7 +305,7 @@ def clip_metrics(clip_dir, asr=None, vad_kwargs: dict | None = None, transcripts
     wave = wave.mean(axis=1)
     duration_s = len(wave) / sr
     ref = {k: (min(v, duration_s) if isinstance(v, float) else v) for k, v in ref.items()}
-    segs = energy_vad(wave, sr, **(vad_kwargs or {}))
+    segs = speech_segments(wave, sr, vad, **(vad_kwargs or {}))
     if asr is not None:
         words, words_from = transcribe_words(asr, wave, sr), "asr"
     else:
@@ -361,22 +323,20 @@ def clip_metrics(clip_dir, asr=None, vad_kwargs: dict | None = None, transcripts
 
 
 def fdb_report(root_dir, *, asr=None, vad_kwargs: dict | None = None, model_name: str = "omni",
-               transcripts: bool = True) -> dict:
+               transcripts: bool = True, vad: str = "silero") -> dict:
     """Full-Duplex-Bench figures for every ``*/output.wav`` under ``root_dir`` (any depth).
 
     Returns ``{"tasks": {task: aggregate}, "clips": [...], "metrics": {flat name: value} (for
     MLflow), "row": our row in the published table's columns, "markdown": table with the
     published v1.0 rows, "transcripts": whether any clip had word timings}``. ``asr`` and
     ``transcripts`` as in :func:`clip_metrics` (asr=None: each clip's ``output.json`` when present
-    and ``transcripts``, else voice activity only)."""
-    from pathlib import Path
-
+    and ``transcripts``, else voice activity only); ``vad`` as in :func:`clip_metrics`."""
     root = Path(root_dir)
     dirs = sorted({p.parent for p in root.rglob("output.wav")})
     if not dirs:
         raise FileNotFoundError(f"no */output.wav under {root}: run `python -m jobs.duplex_infer "
                                 f"--checkpoint MODEL --input-dir {root}` first")
-    clips = [clip_metrics(d, asr, vad_kwargs, transcripts) for d in dirs]
+    clips = [clip_metrics(d, asr, vad_kwargs, transcripts, vad) for d in dirs]
     tasks = {t: aggregate(t, [c for c in clips if c["task"] == t]) for t in TASKS if any(c["task"] == t for c in clips)}
     metrics = {f"fdb/{t}/{k}": v for t, agg in tasks.items() for k, v in agg.items() if v is not None}
     g = lambda t, k: tasks.get(t, {}).get(k)
