@@ -6,9 +6,11 @@
 One deployment, ``DuplexServer``: it is both the HTTP/WebSocket ingress and the model. A duplex
 session's KV cache lives in the replica that accepted its WebSocket, so the engine must sit in
 the same process as the socket (a separate model deployment would need per-step session
-affinity, which Serve's router does not give). Autoscaling counts open WebSockets and HTTP
-requests as ongoing requests (``target_ongoing_requests``); cross-session batching is the
-replica's :class:`serve_app.protocol.Batcher`. Protocol: ``docs/protocol.md``.
+affinity, which Serve's router does not give). Serve counts an open WebSocket as one ongoing
+request from accept to close, so autoscaling on ``target_ongoing_requests`` is autoscaling on
+live sessions (``serve.target_sessions_per_replica``); every Serve option comes from the
+``serve`` config section through :func:`deployment_options`. Cross-session batching is the
+replica's :class:`serve_app.protocol.Batcher`. Protocol and scaling: ``docs/protocol.md``.
 """
 import json
 import os
@@ -19,8 +21,9 @@ from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import FileResponse, JSONResponse
 from ray import serve
 
-from omni.config import Config, ConfigError, ServeConfig, load_config
+from omni.config import Config, ConfigError, ServeConfig, load_config, mlflow_uri
 from serve_app import protocol as P
+from serve_app.routing import ROUTER_PATH
 from serve_app.session import run_session
 
 STATIC = Path(__file__).parent / "static"
@@ -30,7 +33,9 @@ REPO = Path(__file__).resolve().parents[1]
 EXTRA_KEYS = {"config": None, "overrides": [], "stage": None, "allowed_origins": None,
               "max_backlog_s": 10.0, "max_batch": 16, "max_respond_s": 60.0}
 api = FastAPI(title="omni duplex", version="1")
-
+HTTP_HEADROOM = 4
+"""Requests a full replica still takes beyond its sessions: /healthz, /v1/respond, and sessions it
+refuses with 1013 (Serve's router queues requests for a replica at ``max_ongoing_requests``)."""
 
 
 def _resolve_path(p: str | None) -> str | None:
@@ -93,8 +98,6 @@ class DuplexServer:
         torch.set_num_threads(max(1, int(self.s.num_cpus)))
         if self.s.model.startswith("models:/"):
             import mlflow
-
-            from jobs._common import mlflow_uri
             mlflow.set_tracking_uri(mlflow_uri(self.cfg))
         self.export_dir = resolve_export(self.s.model)
         self.engine = DuplexEngine(self.export_dir, self.s, stage=extras.get("stage"),
@@ -163,16 +166,32 @@ class DuplexServer:
         await run_session(self, ws)
 
 
+def deployment_options(s: ServeConfig) -> dict:
+    """Ray Serve deployment options from the ``serve`` config section: the one place that maps it.
+
+    * ``autoscaling_config.target_ongoing_requests`` = ``target_sessions_per_replica`` (a live
+      WebSocket is one ongoing request for its whole life);
+    * ``max_ongoing_requests`` = ``max_sessions_per_replica`` + :data:`HTTP_HEADROOM`: the replica
+      itself refuses the session over its cap with 1013 at once, instead of Serve queueing it;
+    * ``graceful_shutdown_timeout_s`` = ``serve.drain_timeout_s``: a replica that Serve removes
+      (scale-in, redeploy) stops getting new sessions and keeps its live ones until they end;
+    * ``request_router_config``: :class:`serve_app.routing.LeastLoadedRouter`.
+    """
+    return {
+        "ray_actor_options": {"num_cpus": s.num_cpus, "num_gpus": s.num_gpus},
+        "max_ongoing_requests": s.max_sessions_per_replica + HTTP_HEADROOM,
+        "autoscaling_config": {"min_replicas": s.min_replicas, "max_replicas": s.max_replicas,
+                               "initial_replicas": max(1, s.min_replicas),
+                               "target_ongoing_requests": s.target_sessions_per_replica,
+                               "upscale_delay_s": s.upscale_delay_s, "downscale_delay_s": s.downscale_delay_s},
+        "graceful_shutdown_timeout_s": s.drain_timeout_s,
+        "graceful_shutdown_wait_loop_s": 1.0,
+        "request_router_config": {"request_router_class": ROUTER_PATH},
+    }
+
+
 def build_app(args: dict | None = None):
     """Serve application builder: ``import_path: serve_app.app:build_app`` with ``args`` (see
-    :func:`resolve_settings`). Autoscaling and CPUs per replica come from ``serve.*``."""
+    :func:`resolve_settings`). Every deployment option comes from ``serve.*`` (:func:`deployment_options`)."""
     cfg, extras = resolve_settings(args)
-    s = cfg.serve
-    opts = {"ray_actor_options": {"num_cpus": s.num_cpus, "num_gpus": s.num_gpus},
-            "max_ongoing_requests": s.max_sessions_per_replica + 16}
-    if s.min_replicas > s.max_replicas:
-        raise ConfigError(f"serve.min_replicas ({s.min_replicas}) > serve.max_replicas ({s.max_replicas})")
-    opts["autoscaling_config"] = {"min_replicas": s.min_replicas, "max_replicas": s.max_replicas,
-                                  "initial_replicas": max(1, s.min_replicas),
-                                  "target_ongoing_requests": s.target_ongoing_requests}
-    return DuplexServer.options(**opts).bind(cfg.model_dump(mode="json"), extras)
+    return DuplexServer.options(**deployment_options(cfg.serve)).bind(cfg.model_dump(mode="json"), extras)
