@@ -62,7 +62,8 @@ async def stream_async(url: str, wave: np.ndarray, realtime: bool = True, token:
     import websockets
 
     headers = {"Authorization": f"Bearer {token}"} if token else None
-    res = {"latencies_ms": [], "texts": [], "events": {}, "audio": [], "close_code": None, "errors": []}
+    res = {"latencies_ms": [], "steps": [], "texts": [], "events": {}, "audio": [], "close_code": None,
+           "errors": []}
     try:
         conn = await websockets.connect(url, additional_headers=headers, max_size=2 ** 24, open_timeout=timeout_s)
     except websockets.InvalidStatus as e:
@@ -108,6 +109,14 @@ async def stream_async(url: str, wave: np.ndarray, realtime: bool = True, token:
             except websockets.ConnectionClosed:        # lost replica (1012), dropped connection (1006), ...
                 pass
 
+        def step_done(ev: dict, now: float) -> None:
+            lat = (now - sent_at[ev["chunk_index"]]) * 1000
+            res["latencies_ms"].append(lat)
+            res["steps"].append({"chunk_index": ev["chunk_index"], "latency_ms": round(lat, 3), "at_s": now,
+                                 "recv_unix_ms": time.time() * 1000,
+                                 **{k: ev.get(k) for k in ("queue_ms", "step_ms", "server_ms", "batch_size",
+                                                           "sent_unix_ms")}})
+
         async def _receive():
             pending = None
             async for msg in ws:
@@ -116,16 +125,16 @@ async def stream_async(url: str, wave: np.ndarray, realtime: bool = True, token:
                     pcm = np.frombuffer(msg, "<i2").astype(np.float32) / 32768
                     res["audio"].append(pcm)
                     arrivals.append((now, pcm.size))
-                    if pending is not None and pending in sent_at:
-                        res["latencies_ms"].append((now - sent_at[pending]) * 1000)
+                    if pending is not None and pending["chunk_index"] in sent_at:
+                        step_done(pending, now)
                     pending = None
                     continue
                 ev = json.loads(msg)
                 res["events"][ev["type"]] = res["events"].get(ev["type"], 0) + 1
                 if ev["type"] == "stats":
-                    pending = ev["chunk_index"]
-                    if ev.get("audio_bytes", 0) == 0 and pending in sent_at:
-                        res["latencies_ms"].append((now - sent_at[pending]) * 1000)
+                    pending = ev
+                    if ev.get("audio_bytes", 0) == 0 and ev["chunk_index"] in sent_at:
+                        step_done(ev, now)
                         pending = None
                 elif ev["type"] == "text":
                     res["texts"].append(ev["text"])
@@ -145,7 +154,8 @@ async def stream_async(url: str, wave: np.ndarray, realtime: bool = True, token:
         res["errors"].append({"type": "error", "code": res["close_code"],
                               "message": "connection closed before \"done\" (no close frame)" if res["close_code"] == 1006
                               else "connection closed before \"done\""})
-    res["underruns"] = _underruns(arrivals, prebuffer_ms)
+    gaps = underrun_times(arrivals, prebuffer_ms)
+    res["underruns"], res["underrun_at_s"] = len(gaps), gaps
     return res
 
 
@@ -175,18 +185,37 @@ async def stream_with_retry(url: str, wave: np.ndarray, *, max_wait_s: float = 6
             attempt += 1
 
 
+class Playback:
+    """Real-time playback of received audio, started ``prebuffer_ms`` after the first frame:
+    ``add(time_s, samples)`` returns True when that frame came after the buffer had run dry."""
+
+    def __init__(self, prebuffer_ms: float = 100.0):
+        self.prebuffer_s = prebuffer_ms / 1000
+        self.play_end: float | None = None
+        self.underruns = 0
+
+    def add(self, t: float, samples: int) -> bool:
+        late = False
+        if self.play_end is None:
+            self.play_end = t + self.prebuffer_s
+        elif t > self.play_end + 1e-3:
+            late = True
+            self.underruns += 1
+            self.play_end = t
+        self.play_end += samples / SAMPLE_RATE_HZ
+        return late
+
+
+def underrun_times(arrivals: list[tuple[float, int]], prebuffer_ms: float) -> list[float]:
+    """Arrival times of the audio frames that came after the playback buffer ran dry
+    (:class:`Playback` over ``(time_s, samples)`` arrivals)."""
+    play = Playback(prebuffer_ms)
+    return [t for t, n in arrivals if play.add(t, n)]
+
+
 def _underruns(arrivals: list[tuple[float, int]], prebuffer_ms: float) -> int:
     """Gaps when playing the received audio in real time from first arrival + prebuffer."""
-    if not arrivals:
-        return 0
-    play_end = arrivals[0][0] + prebuffer_ms / 1000
-    count = 0
-    for t, n in arrivals:
-        if t > play_end + 1e-3:
-            count += 1
-            play_end = t
-        play_end += n / SAMPLE_RATE_HZ
-    return count
+    return len(underrun_times(arrivals, prebuffer_ms))
 
 
 def _tell_busy(attempt: int, wait_s: float, busy: ServerBusy) -> None:

@@ -75,3 +75,14 @@ def test_underrun_counter():
     assert _underruns(steady, 100) == 0
     stalled = steady[:5] + [(t + 0.6, n) for t, n in steady[5:]]
     assert _underruns(stalled, 100) == 1
+
+
+def test_retry_backoff_grows_and_respects_the_hint():
+    import random
+
+    from serve_app.client import backoff_s
+    rng = random.Random(0)
+    waits = [backoff_s(k, None, rng=rng) for k in range(8)]
+    assert all(min(30, 0.5 * 2 ** k) <= w <= 1.25 * min(30, 0.5 * 2 ** k) for k, w in enumerate(waits))
+    assert max(waits) <= 37.5
+    assert all(backoff_s(0, 4000, rng=rng) >= 4.0 for _ in range(20))
