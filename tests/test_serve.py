@@ -256,16 +256,29 @@ def test_browser_page_streams_microphone(server, tmp_path):
 def test_browser_page_waits_out_a_full_server(server, tmp_path):
     """Every replica full: the page says so, retries with backoff (the mic stays open) and
     connects once a session ends."""
-    async def hold(n):
-        import websockets
-        held = [await websockets.connect(f"ws://{server}/v1/duplex",
-                                         additional_headers={"Authorization": f"Bearer {TOKEN}"}) for _ in range(n)]
-        for ws in held:
-            assert json.loads(await ws.recv())["type"] == "ready"
-        return held
+    import threading
+    held_up, release = threading.Event(), threading.Event()
 
-    loop = asyncio.new_event_loop()
-    held = loop.run_until_complete(hold(5))
+    def hold(n):             # n sessions kept alive (20 ms of audio a second, under idle_timeout_s)
+        async def main():
+            import websockets
+            held = [await websockets.connect(f"ws://{server}/v1/duplex",
+                                             additional_headers={"Authorization": f"Bearer {TOKEN}"})
+                    for _ in range(n)]
+            for ws in held:
+                assert json.loads(await ws.recv())["type"] == "ready"
+            held_up.set()
+            while not release.is_set():
+                for ws in held:
+                    await ws.send(b"\0" * 640)
+                await asyncio.sleep(0.5)
+            for ws in held:
+                await ws.close()
+        asyncio.run(main())
+
+    holder = threading.Thread(target=hold, args=(5,), daemon=True)
+    holder.start()
+    assert held_up.wait(60)
     browser = _browser(tmp_path)
     try:
         browser.get(f"http://{server}/?token={TOKEN}&aec=0")
@@ -279,8 +292,8 @@ def test_browser_page_waits_out_a_full_server(server, tmp_path):
         status = browser.find_element("id", "status").text
         assert s["busyRetries"] >= 1 and s["closeCode"] == 1013 and s["retryInMs"] >= 2000, s
         assert "busy" in status and "retrying in" in status, status
-        for ws in held:                                   # room again
-            loop.run_until_complete(ws.close())
+        release.set()                                     # room again
+        holder.join(30)
         deadline = time.time() + 60
         while time.time() < deadline:
             s = browser.execute_script("return window.omniStats")
@@ -289,7 +302,5 @@ def test_browser_page_waits_out_a_full_server(server, tmp_path):
             time.sleep(0.5)
         assert s["state"] == "connected" and s["chunks"] >= 2 and s["lastError"] is None, s
     finally:
+        release.set()
         browser.quit()
-        for ws in held:
-            loop.run_until_complete(ws.close())
-        loop.close()
