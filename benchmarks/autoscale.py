@@ -9,10 +9,13 @@ A local Ray + Serve runs the duplex app (tiny random-weight export) with ``min_r
 frames, each streaming until the schedule ends it) follow this schedule:
 
 1. ramp up: one more session every ``--ramp-s`` up to ``--peak`` (default 7, past two replicas'
-   capacity of 2 x 3), hold ``--hold-s``;
-2. ramp down, oldest session first, to ``--target`` sessions and hold ``--plateau-s``: Serve scales
-   in while sessions are still live, and the replica it removes is *drained* (no new sessions,
-   the live ones carry on) rather than killed;
+   capacity of 2 x 3), hold ``--hold-s`` and until Serve runs the replicas the load asks for
+   (at most ``--max-wait-s``: a replica's start takes from seconds on an idle machine to minutes
+   on a loaded one);
+2. ramp down, oldest session first, to ``--target`` sessions and hold ``--plateau-s`` and until
+   Serve has removed a replica (at most ``--max-wait-s``): Serve scales in while sessions are still
+   live, and the replica it removes is *drained* (no new sessions, the live ones carry on) rather
+   than killed;
 3. ramp down to 0 and wait (up to ``--settle-s``) for the replicas to return to ``min_replicas``.
 
 A refused session (close 1013, every replica full) retries with the client's backoff
@@ -45,10 +48,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from jobs._common import free_port, start_local_ray  # noqa: E402
-from serve_app.client import Playback, backoff_s  # noqa: E402
-from serve_app.protocol import SAMPLE_RATE_HZ, float_to_pcm16  # noqa: E402
-from serve_app.tiny_export import build_tiny_export, demo_wave  # noqa: E402
+from jobs._common import free_port, start_local_ray
+from serve_app.client import Playback, backoff_s
+from serve_app.protocol import SAMPLE_RATE_HZ, float_to_pcm16
+from serve_app.tiny_export import build_tiny_export, demo_wave
 
 APP, DEPLOYMENT = "omni", "DuplexServer"
 FRAME = 320                                    # 20 ms
@@ -260,15 +263,24 @@ async def scenario(base: str, a, wave: np.ndarray) -> tuple[list[Live], list[dic
                 "underruns": under, "refused_total": sum(s.refused for s in sessions)})
             await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))
 
+    async def hold(min_s: float, done) -> None:
+        start = time.monotonic()
+        await asyncio.sleep(min_s)
+        while series and not done(series[-1]) and time.monotonic() - start < a.max_wait_s:
+            await asyncio.sleep(1)
+
+    wanted = min(a.max_replicas, math.ceil(a.peak / a.target))
     sampling = asyncio.create_task(sampler())
     while len(sessions) < a.peak:                                   # 1. ramp up, hold
         open_one()
         await asyncio.sleep(a.ramp_s)
-    await asyncio.sleep(a.hold_s)
+    await hold(a.hold_s, lambda r: r["replicas_running"] >= wanted and r["sessions"] == a.peak)
+    top = max(r["replicas_running"] for r in series)
     while sum(1 for s in sessions if not s._stop.is_set()) > a.target:   # 2. down to the plateau
         close_oldest()
         await asyncio.sleep(a.ramp_s)
-    await asyncio.sleep(a.plateau_s)
+    await hold(a.plateau_s, lambda r: r["replicas_running"] < top)
+    await asyncio.sleep(10)                                         # a draining replica keeps serving
     while any(not s._stop.is_set() for s in sessions):              # 3. down to 0
         close_oldest()
         await asyncio.sleep(a.ramp_s)
@@ -365,6 +377,7 @@ def main(argv=None) -> int:
     ap.add_argument("--hold-s", type=float, default=45.0)
     ap.add_argument("--plateau-s", type=float, default=60.0)
     ap.add_argument("--settle-s", type=float, default=150.0)
+    ap.add_argument("--max-wait-s", type=float, default=300.0, help="longest hold waiting for Serve to scale")
     ap.add_argument("--upscale-delay-s", type=float, default=3.0)
     ap.add_argument("--downscale-delay-s", type=float, default=15.0)
     ap.add_argument("--num-cpus", type=float, default=0.5, help="CPUs per replica (3 fit this 2-core machine)")

@@ -31,11 +31,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.serve_latency import _health  # noqa: E402
-from jobs._common import free_port, start_local_ray  # noqa: E402
-from omni.config import ServeConfig  # noqa: E402
-from serve_app.client import stream_async  # noqa: E402
-from serve_app.tiny_export import build_tiny_export, demo_wave  # noqa: E402
+from benchmarks.serve_latency import _health
+from jobs._common import free_port, start_local_ray
+from omni.config import ServeConfig
+from serve_app.client import stream_async
+from serve_app.tiny_export import build_tiny_export, demo_wave
 
 
 def pin_process(pid: int, cpu: int) -> int:

@@ -281,7 +281,10 @@ class ServeConfig(_Section):
     temperature: float = Field(0.0, ge=0)
     top_k: int = Field(0, ge=0)
     kv_window: int = Field(2048, ge=64)
-    """Tokens kept in the rolling context (prefix + recent chunks)."""
+    """Tokens kept in the rolling context (prefix + recent chunks). The Serve app, when this is not
+    set in the config or on the command line, uses the served model's training length
+    (``train.seq_len`` of its export) instead: positions past it are untrained, and context costs
+    step time."""
 
     @model_validator(mode="after")
     def _bounds(self):

@@ -12,7 +12,6 @@ import logging
 import time
 
 import numpy as np
-
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 

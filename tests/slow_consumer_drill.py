@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jobs._common import free_port, start_local_ray  # noqa: E402
-from serve_app.proxy_hooks import PROXY_CALLBACK, PROXY_CALLBACK_ENV  # noqa: E402
-from serve_app.tiny_export import build_tiny_export  # noqa: E402
-from tests.serve_util import LiveSession, pcm_frames  # noqa: E402
+from jobs._common import free_port, start_local_ray
+from serve_app.proxy_hooks import PROXY_CALLBACK, PROXY_CALLBACK_ENV
+from serve_app.tiny_export import build_tiny_export
+from tests.serve_util import LiveSession, pcm_frames
 
 MAX_SEND_LAG_S = 2.0
 

@@ -80,6 +80,7 @@ def test_healthz_index_and_static(server):
     h = json.loads(body)
     assert status == 200 and h["status"] == "ok" and h["auth"] is True
     assert h["stage"] == "full_duplex_3" and h["chunk_ms"] == 400.0 and h["warmup_ms"] > 0
+    assert h["kv_window"] == 512                 # serve.kv_window unset: the export's train.seq_len
     # timing diagnostics; the start-up objects are frozen out of the garbage collector's scans
     assert h["gc"]["frozen"] > 100_000 and set(h["step_time_ms"]) == {"wall", "cpu", "runqueue", "blocked"}
     assert set(h["loop_lag_ms"]) == {"p50", "p99", "max", "samples"}

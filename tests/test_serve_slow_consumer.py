@@ -4,6 +4,7 @@ freed) and closes it with 4003 (docs/protocol.md). Live Ray + Serve in a loopbac
 namespace with small TCP send buffers (tests/slow_consumer_drill.py), so the stall shows in seconds."""
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -19,8 +20,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 def _netns_ok() -> bool:
     if not shutil.which("unshare"):
         return False
-    r = subprocess.run(["unshare", "-rn", "sh", "-c", "ip link set lo up && echo '4096 16384 65536' > "
-                        "/proc/sys/net/ipv4/tcp_wmem"], capture_output=True, check=False)
+    setup = "ip link set lo up && echo '4096 16384 65536' > /proc/sys/net/ipv4/tcp_wmem"
+    r = subprocess.run(["unshare", "-rn", "sh", "-c", setup], capture_output=True, check=False)
     return r.returncode == 0
 
 
@@ -44,4 +45,4 @@ def test_slow_consumer_is_closed_4003_and_the_others_stream_on():
     assert got["good_close_code"] == 1000 and got["good_errors"] == []
     assert got["good_steps"] == got["good_done_chunks"] >= 5
     times = got["good_step_times_s"]
-    assert all(b - a < 3.0 for a, b in zip(times, times[1:])), times
+    assert all(b - a < 3.0 for a, b in itertools.pairwise(times)), times
