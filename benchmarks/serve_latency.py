@@ -77,6 +77,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sessions", default="1,2,4,8")
     ap.add_argument("--chunks", default="10,4", help="speech_chunk sizes in units (25 Hz)")
     ap.add_argument("--num-cpus", type=float, default=1.0)
+    ap.add_argument("--kv-window", type=int, default=None, help="serve.kv_window (default: the model's seq_len)")
     a = ap.parse_args(argv)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.pop("OMNI_API_TOKEN", None)
@@ -96,9 +97,11 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             for chunk in chunks:
                 export = build_tiny_export(Path(tmp) / f"export{chunk}", speech_chunk=chunk)
-                serve.run(build_app({"model": str(export), "max_sessions_per_replica": max(sessions) + 2,
+                extra = {"kv_window": a.kv_window} if a.kv_window else {}
+                serve.run(build_app({**extra, "model": str(export), "max_sessions_per_replica": max(sessions) + 2,
                                      "num_cpus": a.num_cpus, "idle_timeout_s": 30}), name="omni", route_prefix="/")
-                chunk_ms = _health(base)["chunk_ms"]
+                h = _health(base)
+                chunk_ms, kv_window = h["chunk_ms"], h["kv_window"]
                 for n in sessions:
                     h0 = _health(base)
                     t0 = time.perf_counter()
@@ -106,7 +109,7 @@ def main(argv=None) -> int:
                     h1 = _health(base)
                     lat = [x for r in res for x in r["latencies_ms"][1:]]
                     batches = h1["batches"] - h0["batches"]
-                    row = {"speech_chunk_units": chunk, "chunk_ms": chunk_ms, "sessions": n,
+                    row = {"speech_chunk_units": chunk, "chunk_ms": chunk_ms, "kv_window": kv_window, "sessions": n,
                            "steps": len(lat),
                            "latency_ms_p50": round(float(np.percentile(lat, 50)), 2) if lat else None,
                            "latency_ms_p99": round(float(np.percentile(lat, 99)), 2) if lat else None,

@@ -99,6 +99,7 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--session-s", type=float, default=30.0)
     ap.add_argument("--model", default=None, help="export folder (default: a tiny random-weight export)")
+    ap.add_argument("--kv-window", type=int, default=None, help="serve.kv_window (default: the model's seq_len)")
     a = ap.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.pop("OMNI_API_TOKEN", None)
@@ -114,7 +115,9 @@ def main() -> int:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         with tempfile.TemporaryDirectory() as tmp:
             model = a.model or str(build_tiny_export(Path(tmp) / "export"))
-            serve.run(build_app({"model": model, "max_sessions_per_replica": a.sessions + 2, "idle_timeout_s": 30}),
+            extra = {"kv_window": a.kv_window} if a.kv_window else {}
+            serve.run(build_app({**extra, "model": model, "max_sessions_per_replica": a.sessions + 2,
+                                 "idle_timeout_s": 30}),
                       name="omni", route_prefix="/")
             h0 = _health(base)
             t0 = time.time()
@@ -144,7 +147,8 @@ def main() -> int:
     loads = [x for _, x in load]
     out_dir = REPO / "benchmarks" / "results"
     out_dir.mkdir(exist_ok=True)
-    result = {"sessions": a.sessions, "minutes": a.minutes, "sessions_completed": len(done), "errors": errors,
+    result = {"sessions": a.sessions, "minutes": a.minutes, "kv_window": h1.get("kv_window"),
+              "sessions_completed": len(done), "errors": errors,
               "dropped_sessions": dropped, "underruns": underruns, "steps": len(steps),
               "latency_ms_p99_after_warmup": p99_after,
               "latency_ms_p50": round(float(np.percentile([x for _, x in steps], 50)), 2) if steps else None,
