@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from jobs import _console
-from omni.config import Config, ConfigError, check_speech_decodable, load_config, resolve_paths
+from omni.config import Config, ConfigError, check_speech_decodable, load_config, mlflow_uri, resolve_paths
 
 
 class JobError(RuntimeError):
@@ -196,16 +196,6 @@ def _check_reachable(addr: str, var: str, fix: str) -> None:
 
 
 # --------------------------------------------------------------------------- MLflow
-def mlflow_uri(cfg: Config) -> str:
-    """$MLFLOW_TRACKING_URI, else config, else a sqlite file beside the outputs."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.mlflow.tracking_uri
-    if not uri:
-        db = Path(cfg.mlflow.artifact_dir).resolve().parent / "mlflow.db"
-        db.parent.mkdir(parents=True, exist_ok=True)
-        uri = f"sqlite:///{db}"
-    return uri
-
-
 def setup_mlflow(cfg: Config) -> str:
     """Point MLflow at the tracking store, check it answers, make sure the experiment exists.
     Returns the experiment id."""

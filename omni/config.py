@@ -265,17 +265,42 @@ class EvalConfig(_Section):
 
 
 class ServeConfig(_Section):
+    """The duplex Serve app (``serve_app``): replicas, autoscaling, draining, per-session limits.
+
+    The one source of the deployment options that ``serve_app.app.deployment_options`` derives
+    for Ray Serve, used alike by ``jobs.serve``, ``serve_app/serve_config.yaml`` and the KubeRay
+    ``RayService`` (docs/protocol.md, "Scaling").
+    """
     host: str = "127.0.0.1"
     port: int = 8000
     model: str | None = None
     """Export folder or ``models:/NAME@ALIAS``; None = the curriculum's latest export."""
     min_replicas: int = Field(1, ge=0)
     max_replicas: int = Field(1, ge=1)
-    target_ongoing_requests: float = Field(4, gt=0)
+    target_sessions_per_replica: float = Field(3, gt=0)
+    """Autoscaling target: Serve's ``target_ongoing_requests``. A live ``/v1/duplex`` WebSocket is
+    one ongoing request from accept to close (an HTTP request one while it runs), so Serve adds a
+    replica when the sessions per replica exceed this. Below ``max_sessions_per_replica`` so that
+    new replicas start before the running ones are full."""
+    max_sessions_per_replica: int = Field(4, ge=1)
+    """Hard cap per replica: one session more is refused at once (close 1013 + ``retry_after_ms``).
+    Default = the measured real-time capacity of one replica on one core, tiny model
+    (``benchmarks/serve_capacity.py``)."""
+    upscale_delay_s: float = Field(10.0, ge=0)
+    """How long the load must stay above target before Serve adds replicas."""
+    downscale_delay_s: float = Field(120.0, ge=0)
+    """How long the load must stay below target before Serve removes replicas."""
+    graceful_shutdown_timeout_s: float | None = Field(None, gt=0)
+    """How long a replica being removed (scale-in, redeploy) may drain its live sessions before it
+    is killed. None = ``max_session_s`` + 30 s: no session is ever cut short by a scale-in."""
+    retry_after_ms: int = Field(2000, ge=0)
+    """Hint in the 1013 ``error`` event: how long a refused client should wait before retrying."""
+    max_send_lag_s: float = Field(5.0, gt=0)
+    """Slow-consumer bound: when a session's reply leaves the proxy more than this after the user
+    audio it answers came in (a client that stops reading), the proxy closes it with 4003."""
     num_cpus: float = Field(1, gt=0)
     num_gpus: float = Field(0, ge=0)
     """GPUs per replica (0 = CPU replicas)."""
-    max_sessions_per_replica: int = Field(8, ge=1)
     max_session_s: float = Field(600, gt=0)
     idle_timeout_s: float = Field(30, gt=0)
     max_frame_bytes: int = Field(64_000, ge=2)
@@ -290,7 +315,26 @@ class ServeConfig(_Section):
     speech units together; plain argmax compares it with the single likeliest unit and never
     speaks from a model whose speech mass is spread over many units. 1.0 = plain decoding."""
     kv_window: int = Field(2048, ge=64)
-    """Tokens kept in the rolling context (prefix + recent chunks)."""
+    """Tokens kept in the rolling context (prefix + recent chunks). The Serve app, when this is not
+    set in the config or on the command line, uses the served model's training length
+    (``train.seq_len`` of its export) instead: positions past it are untrained, and context costs
+    step time."""
+
+    @model_validator(mode="after")
+    def _bounds(self):
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"serve.min_replicas ({self.min_replicas}) > serve.max_replicas ({self.max_replicas})")
+        if self.target_sessions_per_replica > self.max_sessions_per_replica:
+            raise ValueError(f"serve.target_sessions_per_replica ({self.target_sessions_per_replica}) > "
+                             f"serve.max_sessions_per_replica ({self.max_sessions_per_replica}): replicas would be "
+                             "full before Serve adds one")
+        return self
+
+    @property
+    def drain_timeout_s(self) -> float:
+        """``graceful_shutdown_timeout_s`` resolved (None = ``max_session_s`` + 30 s)."""
+        g = self.graceful_shutdown_timeout_s
+        return float(g) if g is not None else float(self.max_session_s) + 30.0
 
 
 class MlflowConfig(_Section):
@@ -552,3 +596,13 @@ def flatten_params(cfg: Config) -> dict[str, str]:
 
     walk("", cfg.model_dump(mode="json"))
     return out
+
+
+def mlflow_uri(cfg: Config) -> str:
+    """$MLFLOW_TRACKING_URI, else ``mlflow.tracking_uri``, else a sqlite file beside the outputs."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.mlflow.tracking_uri
+    if not uri:
+        db = Path(cfg.mlflow.artifact_dir).resolve().parent / "mlflow.db"
+        db.parent.mkdir(parents=True, exist_ok=True)
+        uri = f"sqlite:///{db}"
+    return uri

@@ -6,10 +6,13 @@
 One deployment, ``DuplexServer``: it is both the HTTP/WebSocket ingress and the model. A duplex
 session's KV cache lives in the replica that accepted its WebSocket, so the engine must sit in
 the same process as the socket (a separate model deployment would need per-step session
-affinity, which Serve's router does not give). Autoscaling counts open WebSockets and HTTP
-requests as ongoing requests (``target_ongoing_requests``); cross-session batching is the
-replica's :class:`serve_app.protocol.Batcher`. Protocol: ``docs/protocol.md``.
+affinity, which Serve's router does not give). Serve counts an open WebSocket as one ongoing
+request from accept to close, so autoscaling on ``target_ongoing_requests`` is autoscaling on
+live sessions (``serve.target_sessions_per_replica``); every Serve option comes from the
+``serve`` config section through :func:`deployment_options`. Cross-session batching is the
+replica's :class:`serve_app.protocol.Batcher`. Protocol and scaling: ``docs/protocol.md``.
 """
+import gc
 import json
 import os
 import time
@@ -19,8 +22,10 @@ from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import FileResponse, JSONResponse
 from ray import serve
 
-from omni.config import Config, ConfigError, ServeConfig, load_config
+from omni.config import Config, ConfigError, ServeConfig, load_config, mlflow_uri
 from serve_app import protocol as P
+from serve_app.diagnostics import GcPauses, LoopLag
+from serve_app.routing import ROUTER_PATH
 from serve_app.session import run_session
 
 STATIC = Path(__file__).parent / "static"
@@ -30,7 +35,9 @@ REPO = Path(__file__).resolve().parents[1]
 EXTRA_KEYS = {"config": None, "overrides": [], "stage": None, "allowed_origins": None,
               "max_backlog_s": 10.0, "max_batch": 16, "max_respond_s": 60.0}
 api = FastAPI(title="omni duplex", version="1")
-
+HTTP_HEADROOM = 4
+"""Requests a full replica still takes beyond its sessions: /healthz, /v1/respond, and sessions it
+refuses with 1013 (Serve's router queues requests for a replica at ``max_ongoing_requests``)."""
 
 
 def _resolve_path(p: str | None) -> str | None:
@@ -67,6 +74,7 @@ def resolve_settings(args: dict | None) -> tuple[Config, dict]:
                   for k, v in args.items() if k in ServeConfig.model_fields]
     cfg = load_config(_resolve_path(extras.pop("config")), overrides)
     extras["allowed_origins"] = _as_list(extras["allowed_origins"])
+    extras["kv_window_set"] = "kv_window" in cfg.serve.model_fields_set    # else: the model's training length
     model = cfg.serve.model
     if model is None:
         state = Path(_resolve_path(cfg.train.output_dir) or cfg.train.output_dir) / "curriculum.json"
@@ -93,16 +101,32 @@ class DuplexServer:
         torch.set_num_threads(max(1, int(self.s.num_cpus)))
         if self.s.model.startswith("models:/"):
             import mlflow
-
-            from jobs._common import mlflow_uri
             mlflow.set_tracking_uri(mlflow_uri(self.cfg))
+        from omni.model import load_export
+
         self.export_dir = resolve_export(self.s.model)
-        self.engine = DuplexEngine(self.export_dir, self.s, stage=extras.get("stage"),
+        export = load_export(self.export_dir)
+        trained_len = getattr(getattr(export.config, "train", None), "seq_len", None)
+        if not extras.get("kv_window_set") and trained_len:
+            # Unless serve.kv_window is set, keep the context within the sequence length the model
+            # was trained on: positions past it are untrained, and every token of context costs
+            # step time (the tiny model, 8 sessions: ~45 ms of CPU per step at 240 tokens of
+            # context, ~110 ms at 1500-2000).
+            self.s.kv_window = int(trained_len)
+        self.engine = DuplexEngine(export, self.s, stage=extras.get("stage"),
                                    device="cuda" if self.s.num_gpus and torch.cuda.is_available() else None)
         self.batcher = P.Batcher(self.engine, extras.get("max_batch", 16))
         self.warmup_ms = self.engine.warmup()          # before the replica takes traffic
+        # A replica tracks ~630k Python objects (Ray, FastAPI, transformers, torch); a full
+        # collection over them stopped every session for 1.4-1.6 s (measured on the 2-core box).
+        # Everything alive now lives as long as the replica: move it out of the collector's reach
+        # so that later collections only scan what sessions allocate.
+        gc.collect()
+        gc.freeze()
         self.sessions: dict[int, object] = {}
         self.next_id = 0
+        self.loop_lag = LoopLag()
+        self.gc_pauses = GcPauses()
         self.token = P.expected_token()
         self.started = time.time()
         self.pid = os.getpid()
@@ -114,12 +138,17 @@ class DuplexServer:
     # ----------------------------------------------------------------- HTTP
     @api.get("/healthz")
     async def healthz(self):
+        self.loop_lag.ensure_started()
         e = self.engine
         return {"status": "ok", "sessions": len(self.sessions), "max_sessions": self.s.max_sessions_per_replica,
                 "model": str(self.export_dir), "stage": e.stage, "speech_chunk": e.speech_chunk,
-                "text_chunk": e.text_chunk, "chunk_ms": e.chunk_ms, "warmup_ms": round(self.warmup_ms, 1),
+                "text_chunk": e.text_chunk, "chunk_ms": e.chunk_ms, "kv_window": e.cfg.kv_window,
+                "warmup_ms": round(self.warmup_ms, 1),
                 "batches": self.batcher.batches, "batched_sessions": self.batcher.batched_sessions,
-                "auth": self.token is not None, "pid": self.pid, "replica": self.replica_id, "uptime_s": round(time.time() - self.started, 1)}
+                "step_time_ms": self.batcher.timing(),
+                "auth": self.token is not None, "pid": self.pid, "replica": self.replica_id,
+                "uptime_s": round(time.time() - self.started, 1),
+                "loop_lag_ms": self.loop_lag.summary(), "gc": self.gc_pauses.summary()}
 
     @api.get("/")
     async def index(self):
@@ -160,19 +189,36 @@ class DuplexServer:
     # ------------------------------------------------------------ WebSocket
     @api.websocket("/v1/duplex")
     async def duplex(self, ws: WebSocket):
+        self.loop_lag.ensure_started()
         await run_session(self, ws)
+
+
+def deployment_options(s: ServeConfig) -> dict:
+    """Ray Serve deployment options from the ``serve`` config section: the one place that maps it.
+
+    * ``autoscaling_config.target_ongoing_requests`` = ``target_sessions_per_replica`` (a live
+      WebSocket is one ongoing request for its whole life);
+    * ``max_ongoing_requests`` = ``max_sessions_per_replica`` + :data:`HTTP_HEADROOM`: the replica
+      itself refuses the session over its cap with 1013 at once, instead of Serve queueing it;
+    * ``graceful_shutdown_timeout_s`` = ``serve.drain_timeout_s``: a replica that Serve removes
+      (scale-in, redeploy) stops getting new sessions and keeps its live ones until they end;
+    * ``request_router_config``: :class:`serve_app.routing.LeastLoadedRouter`.
+    """
+    return {
+        "ray_actor_options": {"num_cpus": s.num_cpus, "num_gpus": s.num_gpus},
+        "max_ongoing_requests": s.max_sessions_per_replica + HTTP_HEADROOM,
+        "autoscaling_config": {"min_replicas": s.min_replicas, "max_replicas": s.max_replicas,
+                               "initial_replicas": max(1, s.min_replicas),
+                               "target_ongoing_requests": s.target_sessions_per_replica,
+                               "upscale_delay_s": s.upscale_delay_s, "downscale_delay_s": s.downscale_delay_s},
+        "graceful_shutdown_timeout_s": s.drain_timeout_s,
+        "graceful_shutdown_wait_loop_s": 1.0,
+        "request_router_config": {"request_router_class": ROUTER_PATH},
+    }
 
 
 def build_app(args: dict | None = None):
     """Serve application builder: ``import_path: serve_app.app:build_app`` with ``args`` (see
-    :func:`resolve_settings`). Autoscaling and CPUs per replica come from ``serve.*``."""
+    :func:`resolve_settings`). Every deployment option comes from ``serve.*`` (:func:`deployment_options`)."""
     cfg, extras = resolve_settings(args)
-    s = cfg.serve
-    opts = {"ray_actor_options": {"num_cpus": s.num_cpus, "num_gpus": s.num_gpus},
-            "max_ongoing_requests": s.max_sessions_per_replica + 16}
-    if s.min_replicas > s.max_replicas:
-        raise ConfigError(f"serve.min_replicas ({s.min_replicas}) > serve.max_replicas ({s.max_replicas})")
-    opts["autoscaling_config"] = {"min_replicas": s.min_replicas, "max_replicas": s.max_replicas,
-                                  "initial_replicas": max(1, s.min_replicas),
-                                  "target_ongoing_requests": s.target_ongoing_requests}
-    return DuplexServer.options(**opts).bind(cfg.model_dump(mode="json"), extras)
+    return DuplexServer.options(**deployment_options(cfg.serve)).bind(cfg.model_dump(mode="json"), extras)

@@ -9,6 +9,7 @@ import base64
 import hmac
 import io
 import os
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,6 +117,15 @@ def wav_base64(pcm: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+def _runqueue_ns() -> int:
+    """Nanoseconds this thread has spent runnable but waiting for a CPU (Linux schedstat; else 0)."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            return int(f.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 @dataclass
 class _Job:
     session: object
@@ -137,7 +147,25 @@ class Batcher:
         self.queue: asyncio.Queue[_Job] = asyncio.Queue()
         self.batches = 0
         self.batched_sessions = 0
+        # Where the steps' wall time went, summed over batches (ms): on a CPU, waiting runnable for
+        # a CPU (other processes), and the rest, blocked (the GIL, held by the replica's other
+        # threads). /healthz shows them; benchmarks/serve_latency.py reports them per run.
+        self.time_ms = {"wall": 0.0, "cpu": 0.0, "runqueue": 0.0}
         self._task: asyncio.Task | None = None
+
+    def _timed_step(self, sessions: list) -> list:
+        w0, c0, r0 = time.perf_counter(), time.thread_time(), _runqueue_ns()
+        try:
+            return self.engine.step_batch(sessions)
+        finally:
+            self.time_ms["wall"] += (time.perf_counter() - w0) * 1000
+            self.time_ms["cpu"] += (time.thread_time() - c0) * 1000
+            self.time_ms["runqueue"] += (_runqueue_ns() - r0) / 1e6
+
+    def timing(self) -> dict:
+        t = {k: round(v, 1) for k, v in self.time_ms.items()}
+        t["blocked"] = round(max(0.0, t["wall"] - t["cpu"] - t["runqueue"]), 1)
+        return t
 
     async def step(self, session) -> tuple[list[dict], float]:
         """Step one chunk of ``session``; returns (events, queue_ms)."""
@@ -159,7 +187,7 @@ class Batcher:
                 continue
             start = loop.time()
             try:
-                results = await asyncio.to_thread(self.engine.step_batch, [j.session for j in live])
+                results = await asyncio.to_thread(self._timed_step, [j.session for j in live])
             except Exception as e:  # noqa: BLE001 - a failed batch fails its sessions, not the replica
                 for j in live:
                     if not j.future.done():

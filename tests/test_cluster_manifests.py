@@ -140,12 +140,63 @@ def test_rayservice_serve_config_is_accepted_by_the_serve_app():
     args = dict(app["args"], config=str(CLUSTER_CFG))  # /etc/omni/... is the same file in the pod
     cfg, extras = resolve_settings(args)
     assert cfg.serve.model == "models:/omni-duplex@production"
-    (serve_group,) = svc["rayClusterConfig"]["workerGroupSpecs"]
-    assert serve_group["maxReplicas"] >= cfg.serve.max_replicas
-    pod_cpus = int(serve_group["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"])
-    assert cfg.serve.num_cpus <= pod_cpus
     with pytest.raises(Exception, match="unknown build_app args"):
         resolve_settings(dict(args, max_replica=3))  # the check the test relies on does fire
+
+
+def _applied(app: dict, config_path: Path) -> tuple[dict, dict]:
+    """(what Serve applies to DuplexServer for this Serve-config application, what the omni config
+    it names says): both as the same plain dict."""
+    from serve_app.app import build_app, deployment_options
+
+    args = dict(app.get("args") or {}, config=str(config_path), model=str(REPO / "no-model-needed"))
+    dep = build_app(args)._bound_deployment
+    dc = dep._deployment_config
+    applied = {"ray_actor_options": {k: dep.ray_actor_options.get(k) for k in ("num_cpus", "num_gpus")},
+               "max_ongoing_requests": dc.max_ongoing_requests,
+               "autoscaling_config": {k: getattr(dc.autoscaling_config, k) for k in (
+                   "min_replicas", "max_replicas", "initial_replicas", "target_ongoing_requests",
+                   "upscale_delay_s", "downscale_delay_s")},
+               "graceful_shutdown_timeout_s": dc.graceful_shutdown_timeout_s,
+               "graceful_shutdown_wait_loop_s": dc.graceful_shutdown_wait_loop_s,
+               "request_router_config": {"request_router_class":
+                                         dc.request_router_config.request_router_class}}
+    # a `deployments:` entry in the Serve config would override build_app's options: there is none
+    for d in app.get("deployments") or []:
+        assert d.get("name") != "DuplexServer" or not set(d) - {"name"}, d
+    # model= is ours; a serve.* key in args would be a second source next to the omni config
+    assert not set(app.get("args") or {}) - {"config", "model", "allowed_origins", "stage"}, app["args"]
+    return applied, deployment_options(load_config(config_path).serve)
+
+
+@pytest.mark.parametrize("where", ["serve_config.yaml", "RayService"])
+def test_serve_settings_come_from_the_omni_config_and_agree(where):
+    """Autoscaling, session cap and drain timeout: serve_app/serve_config.yaml and the KubeRay
+    RayService apply exactly what the omni config they name says; the RayService's `serve` worker
+    group (one replica per pod) has the same bounds and CPUs, and draining outlasts any session."""
+    if where == "serve_config.yaml":
+        serve_cfg = yaml.safe_load((REPO / "serve_app" / "serve_config.yaml").read_text())
+        (app,) = serve_cfg["applications"]
+        config_path = REPO / app["args"]["config"]
+    else:
+        svc = _one("rayservice.yaml", "RayService")["spec"]
+        (app,) = yaml.safe_load(svc["serveConfigV2"])["applications"]
+        assert app["args"]["config"] == "/etc/omni/omni-cluster.yaml"
+        config_path = CLUSTER_CFG
+    applied, expected = _applied(app, config_path)
+    assert applied == {k: expected[k] for k in applied}
+    s = load_config(config_path).serve
+    auto = applied["autoscaling_config"]
+    assert auto["target_ongoing_requests"] == s.target_sessions_per_replica < applied["max_ongoing_requests"]
+    assert applied["graceful_shutdown_timeout_s"] > s.max_session_s
+    if where == "RayService":
+        (group,) = _one("rayservice.yaml", "RayService")["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+        assert (group["minReplicas"], group["maxReplicas"]) == (auto["min_replicas"], auto["max_replicas"])
+        limits = group["template"]["spec"]["containers"][0]["resources"]["limits"]
+        assert float(limits["cpu"]) == s.num_cpus          # one replica per pod
+        env = {d["data"].get("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH") for d in _docs("storage.yaml")
+               if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "omni-env"}
+        assert env == {"serve_app.proxy_hooks:middlewares"}  # 1012 on replica loss, 4003 on slow consumers
 
 
 # --------------------------------------------------------------------------- ray up

@@ -179,6 +179,101 @@ def test_proxy_hook_closes_only_orphaned_websockets():
     assert len(middlewares()) == 1
 
 
+def test_proxy_hook_ends_a_slow_consumer_without_stalling_others():
+    """A client that stops reading: its send blocks (or its replies trail) past max_send_lag_s, so
+    the replica is told the client left (disconnect 4003), later replies are dropped and the client
+    gets error + close 4003; a second connection through the same middleware streams on meanwhile."""
+    from serve_app.proxy_hooks import CloseOrphanedWebSockets
+
+    limit = 0.3
+    ready = {"type": "websocket.send", "text": json.dumps({"type": "ready", "chunk_ms": 400,
+                                                            "limits": {"max_send_lag_s": limit}})}
+
+    def stats(i, sent_s):
+        return {"type": "websocket.send", "text": json.dumps({"type": "stats", "chunk_index": i,
+                                                              "sent_unix_ms": sent_s * 1000})}
+
+    def replica(n_steps, sent_at):
+        """Streams ready, then stats + audio per step, until the client 'leaves'; records what
+        its receive() returned, like a Serve replica behind the proxy."""
+        got = []
+
+        async def app(scope, receive, send):
+            await send({"type": "websocket.accept"})
+            await send(ready)
+
+            async def listen():
+                while True:
+                    msg = await receive()
+                    got.append(msg)
+                    if msg["type"] == "websocket.disconnect":
+                        return
+
+            listener = asyncio.ensure_future(listen())
+            for i in range(n_steps):
+                if listener.done():
+                    break
+                await send(stats(i, sent_at(i)))
+                await send({"type": "websocket.send", "bytes": b"\0" * 64})
+                await asyncio.sleep(0.01)
+            if not listener.done():                 # all steps sent: a normal end
+                await send({"type": "websocket.close", "code": 1000})
+                listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+        return app, got
+
+    async def client_frames():          # the client keeps sending audio
+        while True:
+            await asyncio.sleep(0.005)
+            return {"type": "websocket.receive", "bytes": b"\0\0"}
+
+    async def scenario():
+        hook = CloseOrphanedWebSockets
+        hook.close_send_timeout_s = 0.2
+        # A: the client stops reading after 4 messages (its send blocks for good)
+        app_a, got_a = replica(1000, lambda i: time.time())
+        sent_a, stalled = [], asyncio.Event()
+
+        async def send_a(msg):
+            if len(sent_a) >= 4:
+                await stalled.wait()
+            sent_a.append(msg)
+        # B: a normal client on the same proxy, at the same time
+        app_b, got_b = replica(40, lambda i: time.time())
+        sent_b = []
+
+        async def send_b(msg):
+            sent_b.append(msg)
+        t0 = time.monotonic()
+        a = asyncio.ensure_future(hook(app_a)({"type": "websocket"}, client_frames, send_a))
+        await hook(app_b)({"type": "websocket"}, lambda: asyncio.sleep(3600), send_b)
+        b_done = time.monotonic() - t0
+        await asyncio.wait_for(a, 10)
+        a_done = time.monotonic() - t0
+        # C: reads, but its replies trail: the 6th reply leaves 2 s later than the others
+        clock = {"now": 1000.0}
+        app_c, got_c = replica(10, lambda i: 1000.0 if i < 5 else 1000.0 - 2.0)
+        sent_c = []
+
+        async def send_c(msg):
+            sent_c.append(msg)
+        await CloseOrphanedWebSockets(app_c, clock=lambda: clock["now"])({"type": "websocket"}, client_frames, send_c)
+        return got_a, sent_a, got_b, sent_b, b_done, a_done, got_c, sent_c
+
+    got_a, sent_a, _, sent_b, b_done, a_done, got_c, sent_c = asyncio.run(scenario())
+    assert got_a[-1] == {"type": "websocket.disconnect", "code": 4003}      # the replica frees it
+    assert len(sent_a) == 4                                                  # nothing else got through
+    assert a_done < 5                                                        # bounded: limit + close timeouts
+    assert len(sent_b) == 2 + 2 * 40 + 1 and b_done < a_done                 # B never waited on A
+    assert sent_b[-1] == {"type": "websocket.close", "code": 1000}
+    assert got_c[-1] == {"type": "websocket.disconnect", "code": 4003}
+    stats_c = [json.loads(m["text"])["chunk_index"] for m in sent_c if '"stats"' in m.get("text", "")]
+    assert stats_c == [0, 1, 2, 3, 4]                                        # the trailing reply is dropped
+    err = json.loads(sent_c[-2]["text"])
+    assert err["type"] == "error" and err["code"] == 4003 and "2.0 s" in err["message"]
+    assert sent_c[-1] == {"type": "websocket.close", "code": 4003, "reason": "too slow"}
+
+
 # ------------------------------------------------------------------ malformed traffic
 async def _app_case(server, frames, end=False):
     """Send ``frames`` through a normal client; (close code, error events, done?)."""

@@ -80,6 +80,10 @@ def test_healthz_index_and_static(server):
     h = json.loads(body)
     assert status == 200 and h["status"] == "ok" and h["auth"] is True
     assert h["stage"] == "full_duplex_3" and h["chunk_ms"] == 400.0 and h["warmup_ms"] > 0
+    assert h["kv_window"] == 512                 # serve.kv_window unset: the export's train.seq_len
+    # timing diagnostics; the start-up objects are frozen out of the garbage collector's scans
+    assert h["gc"]["frozen"] > 100_000 and set(h["step_time_ms"]) == {"wall", "cpu", "runqueue", "blocked"}
+    assert set(h["loop_lag_ms"]) == {"p50", "p99", "max", "samples"}
     status, body, ctype = _get(server, "/")
     assert status == 200 and "text/html" in ctype and b"/static/app.js" in body
     status, body, ctype = _get(server, "/static/worklet.js")
@@ -170,7 +174,42 @@ def test_session_limits_idle_and_max_sessions(server):
     assert codes == [4001] and idle_s < 6
 
 
-def test_browser_page_streams_microphone(server, tmp_path):
+def test_full_replica_refuses_at_once_and_the_client_retries(server):
+    """Back-pressure: with every replica full (one replica of 5 here, at max_replicas) a new session
+    is refused at once: error event 1013 with retry_after_ms, close 1013. The bundled client waits
+    at least that long, retries, tells its caller, and is admitted once a session ends."""
+    from serve_app.client import stream_with_retry
+
+    async def scenario():
+        import websockets
+        hdr = {"Authorization": f"Bearer {TOKEN}"}
+        held = [await websockets.connect(f"ws://{server}/v1/duplex", additional_headers=hdr) for _ in range(5)]
+        for ws in held:
+            assert json.loads(await ws.recv())["type"] == "ready"
+        t0 = time.monotonic()
+        events, _, code = await _ws_session(server, [], end=False)
+        refused_s = time.monotonic() - t0
+        told, first_refusal = [], asyncio.Event()
+
+        def notify(attempt, wait_s, busy):
+            told.append((attempt, wait_s, busy.retry_after_ms))
+            first_refusal.set()
+        retry = asyncio.create_task(stream_with_retry(f"ws://{server}/v1/duplex", demo_wave(1.2, seed=5),
+                                                      realtime=False, token=TOKEN, notify=notify, max_wait_s=60))
+        await asyncio.wait_for(first_refusal.wait(), 30)
+        for ws in held:                                      # sessions end: room again
+            await ws.close()
+        return events, code, refused_s, await asyncio.wait_for(retry, 90), told
+    events, code, refused_s, res, told = asyncio.run(scenario())
+    assert code == 1013 and events == [events[-1]] and events[-1]["type"] == "error"
+    assert events[-1]["code"] == 1013 and events[-1]["retry_after_ms"] == 2000 and "full" in events[-1]["message"]
+    assert refused_s < 10                                    # refused, not queued until a slot frees
+    assert res["close_code"] == 1000 and res["errors"] == [] and res["attempts"] >= 2
+    assert told[0][0] == 1 and told[0][2] == 2000 and told[0][1] >= 2.0     # waited >= the hint
+    assert res["busy_wait_s"] >= 2.0 and len(res["latencies_ms"]) == 3
+
+
+def _browser(tmp_path):
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not chromium or not driver:
         pytest.skip("chromium / chromedriver not installed (apt-get install -y chromium chromium-driver)")
@@ -187,7 +226,11 @@ def test_browser_page_streams_microphone(server, tmp_path):
                  "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={wav}",
                  "--autoplay-policy=no-user-gesture-required"):
         opts.add_argument(flag)
-    browser = webdriver.Chrome(service=Service(driver), options=opts)
+    return webdriver.Chrome(service=Service(driver), options=opts)
+
+
+def test_browser_page_streams_microphone(server, tmp_path):
+    browser = _browser(tmp_path)
     try:
         browser.get(f"http://{server}/?token={TOKEN}&aec=0")
         browser.find_element("id", "start").click()
@@ -208,4 +251,57 @@ def test_browser_page_streams_microphone(server, tmp_path):
         assert browser.find_element("id", "chunks").text == str(s["chunks"]) or s["chunks"] > 3
         assert shot.stat().st_size > 10_000
     finally:
+        browser.quit()
+
+
+def test_browser_page_waits_out_a_full_server(server, tmp_path):
+    """Every replica full: the page says so, retries with backoff (the mic stays open) and
+    connects once a session ends."""
+    import threading
+    held_up, release = threading.Event(), threading.Event()
+
+    def hold(n):             # n sessions kept alive (20 ms of audio a second, under idle_timeout_s)
+        async def main():
+            import websockets
+            held = [await websockets.connect(f"ws://{server}/v1/duplex",
+                                             additional_headers={"Authorization": f"Bearer {TOKEN}"})
+                    for _ in range(n)]
+            for ws in held:
+                assert json.loads(await ws.recv())["type"] == "ready"
+            held_up.set()
+            while not release.is_set():
+                for ws in held:
+                    await ws.send(b"\0" * 640)
+                await asyncio.sleep(0.5)
+            for ws in held:
+                await ws.close()
+        asyncio.run(main())
+
+    holder = threading.Thread(target=hold, args=(5,), daemon=True)
+    holder.start()
+    assert held_up.wait(60)
+    browser = _browser(tmp_path)
+    try:
+        browser.get(f"http://{server}/?token={TOKEN}&aec=0")
+        browser.find_element("id", "start").click()
+        deadline, s = time.time() + 30, {}
+        while time.time() < deadline:
+            s = browser.execute_script("return window.omniStats")
+            if s["busyRetries"] >= 1:
+                break
+            time.sleep(0.2)
+        status = browser.find_element("id", "status").text
+        assert s["busyRetries"] >= 1 and s["closeCode"] == 1013 and s["retryInMs"] >= 2000, s
+        assert "busy" in status and "retrying in" in status, status
+        release.set()                                     # room again
+        holder.join(30)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            s = browser.execute_script("return window.omniStats")
+            if s["state"] == "connected" and s["chunks"] >= 2:
+                break
+            time.sleep(0.5)
+        assert s["state"] == "connected" and s["chunks"] >= 2 and s["lastError"] is None, s
+    finally:
+        release.set()
         browser.quit()

@@ -69,9 +69,39 @@ def test_build_app_args(tmp_path):
     assert cfg.serve.model == "models:/omni@candidate"
 
 
+def test_deployment_options_map_the_serve_section(tmp_path):
+    from serve_app.app import HTTP_HEADROOM, deployment_options
+    cfg, extras = resolve_settings({"model": str(tmp_path), "min_replicas": 1, "max_replicas": 3,
+                                    "target_sessions_per_replica": 2, "max_sessions_per_replica": 3,
+                                    "max_session_s": 100})
+    o = deployment_options(cfg.serve)
+    assert o["autoscaling_config"]["target_ongoing_requests"] == 2          # one session = one request
+    assert (o["autoscaling_config"]["min_replicas"], o["autoscaling_config"]["max_replicas"]) == (1, 3)
+    assert o["max_ongoing_requests"] == 3 + HTTP_HEADROOM
+    assert o["graceful_shutdown_timeout_s"] == 130                           # max_session_s + 30: drains
+    assert o["request_router_config"]["request_router_class"] == "serve_app.routing:LeastLoadedRouter"
+    assert extras["kv_window_set"] is False
+    assert resolve_settings({"model": str(tmp_path), "kv_window": 256})[1]["kv_window_set"] is True
+    with pytest.raises(ConfigError, match="target_sessions_per_replica"):      # full before scaling out
+        resolve_settings({"model": str(tmp_path), "target_sessions_per_replica": 5, "max_sessions_per_replica": 4})
+    with pytest.raises(ConfigError, match="min_replicas"):
+        resolve_settings({"model": str(tmp_path), "min_replicas": 3, "max_replicas": 2})
+
+
 def test_underrun_counter():
     # 400 ms of audio every 400 ms after a 100 ms prebuffer: no gap; a 600 ms stall: one
     steady = [(0.4 * i, 6400) for i in range(10)]
     assert _underruns(steady, 100) == 0
     stalled = steady[:5] + [(t + 0.6, n) for t, n in steady[5:]]
     assert _underruns(stalled, 100) == 1
+
+
+def test_retry_backoff_grows_and_respects_the_hint():
+    import random
+
+    from serve_app.client import backoff_s
+    rng = random.Random(0)
+    waits = [backoff_s(k, None, rng=rng) for k in range(8)]
+    assert all(min(30, 0.5 * 2 ** k) <= w <= 1.25 * min(30, 0.5 * 2 ** k) for k, w in enumerate(waits))
+    assert max(waits) <= 37.5
+    assert all(backoff_s(0, 4000, rng=rng) >= 4.0 for _ in range(20))

@@ -1,5 +1,7 @@
 // omni web client: microphone -> AudioWorklet (16 kHz PCM16) -> WS /v1/duplex -> playback + transcript.
 // No build step, no external scripts. window.omniStats exposes counters (used by the browser test).
+// A busy server (close 1013: every replica full; or a refused handshake) is retried with backoff,
+// never sooner than the server's retry_after_ms, and the page says so; the microphone stays open.
 (() => {
   'use strict';
   const $ = (id) => document.getElementById(id);
@@ -8,8 +10,11 @@
   const S = window.omniStats = {
     state: 'idle', framesSent: 0, samplesSent: 0, bytesReceived: 0, audioMessages: 0, chunks: 0,
     latenciesMs: [], underruns: 0, textEvents: 0, turnStarts: 0, turnEnds: 0, lastError: null, closeCode: null,
+    busyRetries: 0, retryInMs: null,
   };
+  const MAX_BUSY_WAIT_MS = 120000;
   let ctx = null, ws = null, node = null, stream = null, playHead = 0, chunkSamples = 6400;
+  let stopping = false, retryTimer = null, busyWaitedMs = 0, retryHintMs = null;
   const sentAt = new Map();      // chunk index -> performance.now() when its last sample was sent
   let pendingChunk = null;
 
@@ -44,7 +49,9 @@
 
   function onEvent(ev) {
     switch (ev.type) {
-      case 'ready': chunkSamples = ev.speech_chunk * RATE / 25; setStatus('connected', 'connected'); break;
+      case 'ready':
+        chunkSamples = Math.round(ev.chunk_ms * RATE / 1000);
+        S.retryInMs = null; busyWaitedMs = 0; setStatus('connected', 'connected'); break;
       case 'text': S.textEvents++; $('transcript').textContent += ev.text; break;
       case 'text_end': $('transcript').textContent += '\n'; break;
       case 'turn_start': S.turnStarts++; $('speaking').textContent = 'speaking'; $('speaking').className = 'badge on'; break;
@@ -54,35 +61,66 @@
         if (ev.audio_bytes > 0) pendingChunk = ev.chunk_index;
         else if (sentAt.has(ev.chunk_index)) showLatency(performance.now() - sentAt.get(ev.chunk_index));
         break;
-      case 'error': S.lastError = ev.message; setStatus('error ' + ev.code + ': ' + ev.message, 'error'); break;
+      case 'error':
+        if (ev.code === 1013) { retryHintMs = ev.retry_after_ms || null; break; }   // handled on close
+        S.lastError = ev.message; setStatus('error ' + ev.code + ': ' + ev.message, 'error'); break;
       case 'done': setStatus('done'); break;
     }
   }
 
+  function busyBackoffMs(attempt, hintMs) {
+    const wait = Math.max(Math.min(30000, 500 * 2 ** attempt), hintMs || 0);
+    return Math.round(wait * (1 + 0.25 * Math.random()));
+  }
+
+  function retryLater(why) {
+    const wait = busyBackoffMs(S.busyRetries, retryHintMs);
+    if (busyWaitedMs + wait > MAX_BUSY_WAIT_MS) {
+      S.lastError = why; setStatus(why + ': gave up after ' + Math.round(busyWaitedMs / 1000) + ' s; try again later', 'error');
+      stop(); return;
+    }
+    S.busyRetries++; S.retryInMs = wait; busyWaitedMs += wait; retryHintMs = null;
+    setStatus(why + ': retrying in ' + (wait / 1000).toFixed(1) + ' s (attempt ' + (S.busyRetries + 1) + ')', 'busy');
+    retryTimer = setTimeout(() => { retryTimer = null; if (!stopping) connect(); }, wait);
+  }
+
+  function connect() {
+    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    const q = new URLSearchParams({ sample_rate_hz: RATE });
+    if ($('token').value) q.set('token', $('token').value);
+    let opened = false;
+    ws = new WebSocket(`${proto}//${location.host}/v1/duplex?${q}`);
+    ws.binaryType = 'arraybuffer';
+    ws.onopen = () => { S.samplesSent = 0; sentAt.clear(); pendingChunk = null; };   // chunk indices restart per session
+    ws.onmessage = (m) => {
+      if (typeof m.data === 'string') { const ev = JSON.parse(m.data); if (ev.type === 'ready') opened = true; onEvent(ev); return; }
+      S.audioMessages++; S.bytesReceived += m.data.byteLength; showIO();
+      if (pendingChunk !== null && sentAt.has(pendingChunk)) showLatency(performance.now() - sentAt.get(pendingChunk));
+      pendingChunk = null;
+      play(m.data);
+    };
+    ws.onclose = (e) => {
+      S.closeCode = e.code;
+      if (!stopping && e.code === 1013) { retryLater('all servers are busy'); return; }
+      if (!stopping && !opened && e.code === 1006) { retryLater('server unavailable'); return; }
+      if (S.state === 'connected') setStatus('closed ' + e.code + ' ' + e.reason);
+      stop();
+    };
+    ws.onerror = () => { if (opened) setStatus('connection error', 'error'); };
+  }
+
   async function start() {
     $('start').disabled = true;
+    stopping = false; S.busyRetries = 0; busyWaitedMs = 0;
     try {
       stream = await navigator.mediaDevices.getUserMedia({ audio: {
         channelCount: 1, echoCancellation: $('aec').checked, noiseSuppression: false, autoGainControl: false } });
       ctx = new AudioContext();
       await ctx.audioWorklet.addModule('/static/worklet.js');
       node = new AudioWorkletNode(ctx, 'pcm16-capture', { processorOptions: { targetRate: RATE, frameSamples: 320 } });
-      const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-      const q = new URLSearchParams({ sample_rate_hz: RATE });
-      if ($('token').value) q.set('token', $('token').value);
-      ws = new WebSocket(`${proto}//${location.host}/v1/duplex?${q}`);
-      ws.binaryType = 'arraybuffer';
-      ws.onmessage = (m) => {
-        if (typeof m.data === 'string') { onEvent(JSON.parse(m.data)); return; }
-        S.audioMessages++; S.bytesReceived += m.data.byteLength; showIO();
-        if (pendingChunk !== null && sentAt.has(pendingChunk)) showLatency(performance.now() - sentAt.get(pendingChunk));
-        pendingChunk = null;
-        play(m.data);
-      };
-      ws.onclose = (e) => { S.closeCode = e.code; if (S.state === 'connected') setStatus('closed ' + e.code + ' ' + e.reason); stop(); };
-      ws.onerror = () => setStatus('connection error', 'error');
+      connect();
       node.port.onmessage = (m) => {
-        if (!ws || ws.readyState !== WebSocket.OPEN) return;
+        if (!ws || ws.readyState !== WebSocket.OPEN) return;     // not connected (yet): speech is not sent
         ws.send(m.data);
         const before = S.samplesSent;
         S.framesSent++; S.samplesSent += m.data.byteLength / 2;
@@ -98,6 +136,8 @@
   }
 
   function stop() {
+    stopping = true;
+    if (retryTimer) { clearTimeout(retryTimer); retryTimer = null; }
     if (node) { node.port.onmessage = null; node.disconnect(); node = null; }
     if (stream) { stream.getTracks().forEach((t) => t.stop()); stream = null; }
     if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: 'end' }));
