@@ -77,8 +77,9 @@ def test_style_tags_parse_back(tiny):
 # ------------------------------------------------------------------------------ data
 @pytest.fixture(scope="module")
 def tiny():
+    from data_prep.synth.generate import generate_dialogue
     from omni.omnichat.synthetic import emotion_records, tiny_vocab
-    recs, tok = emotion_records(3, seed=0)
+    recs, tok = emotion_records(3, generate_dialogue, seed=0)
     return {"records": recs, "tok": tok, "vocab": tiny_vocab(tok)}
 
 
@@ -142,7 +143,7 @@ def _write_two_source_shards(tmp_path):
 
 @pytest.mark.parametrize("alpha", [0.0, 0.2, 1.0])
 def test_alpha_sampling_is_honoured(tmp_path, alpha):
-    from omni.omnichat.data import mixed_records
+    from omni.omnichat.shards import mixed_records
     _write_two_source_shards(tmp_path)
     w = alpha_weights(["real", "synthetic"], alpha, ["synthetic"])
     assert w == pytest.approx({"synthetic": alpha, "real": 1 - alpha})

@@ -22,10 +22,10 @@ from typing import Callable, Iterator
 import numpy as np
 
 from omni.config import EMOTIONS, PITCHES, SPEEDS, ConfigError, OmniChatConfig
+from omni.omnichat.precompute import turn_features
+from omni.omnichat.turns import MARGIN_S, SAMPLE_RATE_HZ, rounds_of, turn_wave  # noqa: F401 - re-exported
 from omni.vocab import Vocab
 
-SAMPLE_RATE_HZ = 16000
-MARGIN_S = 0.05
 
 
 @dataclass
@@ -96,25 +96,6 @@ def user_turn_ids(vocab: Vocab, transcript_ids: list[int]) -> list[int]:
     return [vocab.special("user_text"), *transcript_ids, vocab.special("eot")]
 
 
-def turn_wave(channel: np.ndarray, start_s: float, end_s: float, max_turn_s: float) -> np.ndarray:
-    """The turn's samples (with a 50 ms margin); over-long turns keep their last ``max_turn_s``."""
-    a = max(0, int((start_s - MARGIN_S) * SAMPLE_RATE_HZ))
-    b = min(len(channel), int((end_s + MARGIN_S) * SAMPLE_RATE_HZ))
-    a = max(a, b - int(max_turn_s * SAMPLE_RATE_HZ))
-    return np.asarray(channel[a:b], dtype=np.float32)
-
-
-def rounds_of(meta: dict) -> list[tuple[dict, dict]]:
-    """(user turn, assistant turn) pairs in time order (backchannels and unpaired turns skipped)."""
-    turns = sorted((t for t in meta.get("turns", []) if t.get("kind", "turn") == "turn"),
-                   key=lambda t: float(t["start_s"]))
-    out = []
-    for a, b in zip(turns, turns[1:]):
-        if a.get("speaker") == "user" and b.get("speaker") == "assistant" and b.get("text_ids"):
-            out.append((a, b))
-    return out
-
-
 def turn_examples(record: dict, vocab: Vocab, oc: OmniChatConfig,
                   transcribe: Callable[[np.ndarray, dict], list[int]] | None = None) -> list[TurnExample]:
     """All turn examples of one record (needs audio: ``ShardStream(..., audio=True)``)."""
@@ -127,7 +108,6 @@ def turn_examples(record: dict, vocab: Vocab, oc: OmniChatConfig,
     rounds = rounds_of(meta)
     stored = {}
     if oc.input == "audio":
-        from omni.omnichat.precompute import turn_features
         stored = turn_features(record, oc)
     out = []
     for k, (_, a_turn) in enumerate(rounds):
@@ -182,28 +162,6 @@ def alpha_weights(source_names: list[str], alpha: float | None, synthetic: list[
         for n in group:
             out[n] = mass * base[n] / tot if tot else 0.0
     return out
-
-
-ZERO_WEIGHT = 1e-12
-"""The shard reader refuses weights <= 0: an α of 0 or 1 gives the empty side this weight and
-:func:`mixed_records` drops any record of it that is still drawn."""
-
-
-def mixed_records(data_dir, split: str, weights: dict[str, float], **stream_kw) -> Iterator[dict]:
-    """Records of ``split`` drawn by ``weights`` (``data_prep.reader.ShardStream``); each record
-    gets ``source_name`` (its manifest source); sources of weight 0 never come out."""
-    from data_prep.reader import ShardStream
-
-    class _Tagged(ShardStream):
-        def _source_iter(self, source, *a, **k):
-            for rec in super()._source_iter(source, *a, **k):
-                rec["source_name"] = source
-                yield rec
-
-    w = {n: (v if v > 0 else ZERO_WEIGHT) for n, v in weights.items()}
-    for rec in _Tagged(data_dir, split, weights=w, **stream_kw):
-        if weights.get(rec["source_name"], 1.0) > 0:
-            yield rec
 
 
 def keep_for_scale(key: str, fraction: float) -> bool:
