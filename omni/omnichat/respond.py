@@ -20,7 +20,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from omni.omnichat.data import Segment, check_style, parse_response, style_tag_ids
+from omni.omnichat.data import Segment, check_style, parse_response, response_ids
 from omni.omnichat.model import load_omnichat
 
 SAMPLE_RATE_HZ = 16000
@@ -70,8 +70,8 @@ class Responder:
             elif role == "assistant":
                 text = str(turn.get("text") or "")
                 ids = self.text_tokenizer.encode(text) if text else []
-                segs.append(Segment("ids", ids + style_tag_ids(v, check_style(turn.get("style") or {}))
-                                    + [v.special("eot")]))
+                segs.append(Segment("ids", response_ids(v, ids, check_style(turn.get("style") or {}),
+                                                        self.model.oc.style_position)))
             else:
                 raise ValueError(f"history[{i}].role must be 'user' or 'assistant', got {role!r}")
         segs += [Segment("ids", [v.special("user_speech")]), Segment("audio", wave=_wave(wave, "wave")),

@@ -132,6 +132,11 @@ def train_loop_omnichat(args: dict, ctx=None) -> dict:
         step = json.loads((Path(ctx.resume_dir) / f"loop_state_rank{ctx.rank}.json").read_text())["step"]
 
     weights = source_weights(cfg)
+    if engine.module.speaker_norm is not None:  # speaker statistics of the training audio, before step 1
+        seen = ShardStream(cfg.data.output_dir, "train", seed=0, shuffle_buffer=1, loop=False, audio=True)
+        n = engine.module.observe(example_stream(iter(seen), vocab, oc.model_copy(update={"data_fraction": 1.0})))
+        if n == 0:
+            raise ConfigError("omnichat.para_norm=speaker but the training split has no audio turns to observe")
     records = mixed_records(cfg.data.output_dir, "train", weights, rank=ctx.rank, world_size=ctx.world_size,
                             seed=tr.seed + step, shuffle_buffer=cfg.data.shuffle_buffer, audio=True)
     transcribe = make_transcriber(cfg, speech)
