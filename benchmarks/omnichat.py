@@ -38,6 +38,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from data_prep.synth.generate import generate_dialogue  # noqa: E402
 from omni.config import load_config  # noqa: E402
 from omni.model import build_model  # noqa: E402
 from omni.omnichat.data import Segment, turn_examples  # noqa: E402
@@ -166,7 +167,7 @@ def emotion_f1(cfg, dialogues: int, cpu_budget_s: float, wall_cap_s: float, seed
     The first run sets the step count (CPU budget) unless ``steps`` is given."""
     import tempfile
     t0 = time.time()
-    recs, tok = emotion_records(dialogues, seed=seed)
+    recs, tok = emotion_records(dialogues, generate_dialogue, seed=seed)
     vocab = tiny_vocab(tok)
     synth_s = time.time() - t0
     runs, info = {}, {"dialogues": len(recs), "synthesis_s": synth_s}
@@ -229,7 +230,7 @@ def main(argv=None) -> int:
         raise SystemExit("no content expert could run (see the messages above)")
     emo = next(iter(emo_all["runs"].values()))[0]  # the headline numbers: the first expert's first seed
     # fusion cost on a held-out-like turn of the trained-size model (weights do not change cost)
-    recs, tok = emotion_records(2, seed=7, start=1000)
+    recs, tok = emotion_records(2, generate_dialogue, seed=7, start=1000)
     vocab = tiny_vocab(tok)
     model = OmniChatModel(cfg.omnichat, build_model(cfg.model, vocab, lora=cfg.omnichat.lora), vocab)
     ex = max((e for r in recs for e in turn_examples(r, vocab, cfg.omnichat)),

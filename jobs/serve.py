@@ -26,7 +26,8 @@ def start(cfg_path: str, overrides: list[str], timeout_s: float = 180.0) -> str:
 
     cfg = load(cfg_path, overrides, job="serve")
     serve.start(http_options={"host": cfg.serve.host, "port": cfg.serve.port})
-    app = build_app({"config": cfg_path, "overrides": list(overrides)})
+    # the TTS that voices an OmniChat model's replies (serve_app does not import data_prep)
+    app = build_app({"config": cfg_path, "overrides": list(overrides), "tts": "data_prep.synth.tts:get_tts"})
     serve.run(app, name="omni", route_prefix="/", blocking=False)
     base = f"http://{cfg.serve.host}:{cfg.serve.port}"
     deadline = time.time() + timeout_s

@@ -366,6 +366,12 @@ class OmniChatConfig(_Section):
     running the encoder. False: encode on the fly (~1 s per turn on CPU, cached per run)."""
     para_path: str | None = None
     """Local data2vec-audio / emotion2vec-style folder; None = prosody encoder (pitch/energy/voicing)."""
+    para_norm: Literal["none", "speaker"] = "none"
+    """``speaker``: the prosody encoder's levels (log-F0, energy) become z-scores against the speaker's
+    own statistics (``omni.omnichat.speakers``), learnt from audio only; ``none``: raw features."""
+    speaker_prior_frames: float = Field(500.0, ge=0)
+    """``para_norm: speaker``: a speaker's statistics are shrunk toward the pooled ones by this many
+    pseudo-frames (an unknown speaker gets the pooled statistics)."""
     events_path: str | None = None
     """Local AST folder; None = tiny AST-like encoder built from a config."""
     freeze_experts: bool = True
@@ -383,12 +389,20 @@ class OmniChatConfig(_Section):
     """``asr_text`` only: export of an aligned model that transcribes; None = reference transcripts."""
     max_history_turns: int = Field(2, ge=0)
     """Previous (user, assistant) rounds kept as context."""
+    style_position: Literal["after_text", "before_text"] = "after_text"
+    """Where the reply's style tags go. ``before_text``: ``<pitch> <speed> <emotion>`` open the reply and
+    the text follows them, so the emotion tag is predicted from the audio (and history) alone and the
+    text is conditioned on it. ``after_text``: the text comes first and the tags close the reply; in
+    training the tags then follow the reference text, which already reveals the emotion."""
     max_turn_s: float = Field(12.0, gt=0)
     alpha: float | None = Field(None, ge=0, le=1)
     """Sampling probability of synthetic sources (None = data.sources weights)."""
     synthetic_sources: list[str] = Field(default_factory=lambda: ["synthetic"])
     data_fraction: float = Field(1.0, gt=0, le=1)
     """Keep this fraction of training dialogues (stable hash of the key): data-scale sweep."""
+    style_loss_weight: float = Field(1.0, gt=0)
+    """Weight of the three style-tag tokens in the reply's cross-entropy (text tokens weigh 1). A reply
+    has ~20 text tokens and one emotion tag: at 1 the tag's gradient is a small share of the step."""
     lora: bool = True
     max_steps: int = Field(30, ge=1)
     lr: float = Field(2e-3, gt=0)
@@ -404,6 +418,9 @@ class OmniChatConfig(_Section):
         if self.content_expert == "hf_path" and not self.content_path:
             raise ValueError("omnichat.content_expert=hf_path needs omnichat.content_path (a local transformers "
                              "Whisper folder)")
+        if self.para_norm == "speaker" and self.para_path:
+            raise ValueError("omnichat.para_norm=speaker normalises the prosody encoder's features; with "
+                             "omnichat.para_path (a data2vec model) set para_norm to none")
         if self.content_expert in ("tiny", "whisper_base") and self.content_path:
             raise ValueError(f"omnichat.content_path is set but omnichat.content_expert={self.content_expert} "
                              f"ignores it: drop content_path or set content_expert to hf_path")

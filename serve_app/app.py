@@ -26,6 +26,7 @@ from omni.config import Config, ConfigError, ServeConfig, load_config, mlflow_ur
 from serve_app import protocol as P
 from serve_app.diagnostics import GcPauses, LoopLag
 from serve_app.routing import ROUTER_PATH
+from serve_app.omnichat_route import OmniChatRoute, is_omnichat_export
 from serve_app.session import run_session
 
 STATIC = Path(__file__).parent / "static"
@@ -33,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 # No `from __future__ import annotations` in this module: Serve's class-based view hands FastAPI
 # the methods' raw annotations, and a string "WebSocket" would be taken for a query parameter.
 EXTRA_KEYS = {"config": None, "overrides": [], "stage": None, "allowed_origins": None,
-              "max_backlog_s": 10.0, "max_batch": 16, "max_respond_s": 60.0}
+              "max_backlog_s": 10.0, "max_batch": 16, "max_respond_s": 60.0, "tts": None}
 api = FastAPI(title="omni duplex", version="1")
 HTTP_HEADROOM = 4
 """Requests a full replica still takes beyond its sessions: /healthz, /v1/respond, and sessions it
@@ -61,7 +62,8 @@ def resolve_settings(args: dict | None) -> tuple[Config, dict]:
 
     Keys: ``config`` (YAML path), ``overrides`` (list of ``section.key=value``), ``model``
     (export folder or ``models:/NAME@ALIAS``), any ``ServeConfig`` field, ``stage``,
-    ``allowed_origins``, ``max_backlog_s``, ``max_batch``, ``max_respond_s``.
+    ``allowed_origins``, ``max_backlog_s``, ``max_batch``, ``max_respond_s``, ``tts`` (``MODULE:FACTORY`` of the
+    TTS that voices an OmniChat model's replies, :mod:`serve_app.omnichat_route`).
     """
     args = dict(args or {})
     unknown = set(args) - set(EXTRA_KEYS) - set(ServeConfig.model_fields)
@@ -105,6 +107,11 @@ class DuplexServer:
         from omni.model import load_export
 
         self.export_dir = resolve_export(self.s.model)
+        self.omnichat = None                            # an OmniChat export answers POST /v1/respond only
+        if is_omnichat_export(self.export_dir):
+            self.omnichat, self.engine, self.token = OmniChatRoute(self.export_dir, extras.get("tts")), None, P.expected_token()
+            self.started, self.pid, self.replica_id = time.time(), os.getpid(), f"pid-{os.getpid()}"
+            return
         export = load_export(self.export_dir)
         trained_len = getattr(getattr(export.config, "train", None), "seq_len", None)
         if not extras.get("kv_window_set") and trained_len:
@@ -138,6 +145,8 @@ class DuplexServer:
     # ----------------------------------------------------------------- HTTP
     @api.get("/healthz")
     async def healthz(self):
+        if self.omnichat is not None:
+            return {"status": "ok", **self.omnichat.health(), "pid": self.pid, "uptime_s": round(time.time() - self.started, 1)}
         self.loop_lag.ensure_started()
         e = self.engine
         return {"status": "ok", "sessions": len(self.sessions), "max_sessions": self.s.max_sessions_per_replica,
@@ -179,6 +188,8 @@ class DuplexServer:
                                        int(sr) if sr and sr.isdigit() else (None if sr is None else -1), max_s)
         except P.ProtocolError as e:
             return JSONResponse({"error": e.message}, status_code=e.code)
+        if self.omnichat is not None:
+            return await asyncio.to_thread(self.omnichat.respond, wave)
         t0 = time.perf_counter()
         out = await asyncio.to_thread(self.engine.respond, wave)
         return {"user_text": out["user_text"], "text": out["text"], "style": out["style"],
@@ -189,6 +200,10 @@ class DuplexServer:
     # ------------------------------------------------------------ WebSocket
     @api.websocket("/v1/duplex")
     async def duplex(self, ws: WebSocket):
+        if self.omnichat is not None:
+            await ws.accept()
+            await ws.close(code=P.CLOSE_UNSUPPORTED, reason="this model is OmniChat (half duplex): POST /v1/respond")
+            return
         self.loop_lag.ensure_started()
         await run_session(self, ws)
 

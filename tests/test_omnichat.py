@@ -77,8 +77,9 @@ def test_style_tags_parse_back(tiny):
 # ------------------------------------------------------------------------------ data
 @pytest.fixture(scope="module")
 def tiny():
+    from data_prep.synth.generate import generate_dialogue
     from omni.omnichat.synthetic import emotion_records, tiny_vocab
-    recs, tok = emotion_records(3, seed=0)
+    recs, tok = emotion_records(3, generate_dialogue, seed=0)
     return {"records": recs, "tok": tok, "vocab": tiny_vocab(tok)}
 
 
@@ -142,7 +143,7 @@ def _write_two_source_shards(tmp_path):
 
 @pytest.mark.parametrize("alpha", [0.0, 0.2, 1.0])
 def test_alpha_sampling_is_honoured(tmp_path, alpha):
-    from omni.omnichat.data import mixed_records
+    from omni.omnichat.shards import mixed_records
     _write_two_source_shards(tmp_path)
     w = alpha_weights(["real", "synthetic"], alpha, ["synthetic"])
     assert w == pytest.approx({"synthetic": alpha, "real": 1 - alpha})
@@ -236,3 +237,50 @@ def test_experts_take_a_wave_whose_last_chunk_is_tiny():
     w = (0.1 * np.sin(np.arange(64160) * 0.05)).astype(np.float32)
     f = TinyWhisperContent().freeze().features(w)
     assert f.shape == (201, 64) and torch.isfinite(f).all()
+
+
+# ------------------------------------------------------------------ speaker normalisation
+def _prosody(f0_log2: float, energy: float, n: int = 200, seed: int = 0) -> torch.Tensor:
+    """Prosody-encoder-shaped frames: half voiced, given log-F0 and energy levels (+ noise)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.zeros(n, 8)
+    x[:, 1] = (torch.arange(n) % 2 == 0).float()
+    x[:, 0] = (f0_log2 + 0.1 * torch.randn(n, generator=g)) * x[:, 1]
+    x[:, 2] = energy + 0.2 * torch.randn(n, generator=g)
+    x[:, 3] = 0.05
+    return x
+
+
+def test_speaker_norm_compares_each_speaker_with_itself():
+    from omni.omnichat.speakers import SpeakerNorm
+    sn = SpeakerNorm(prior_frames=1)
+    low, high = _prosody(-1.0, 0.0), _prosody(1.0, 2.0, seed=1)
+    sn.observe(low, "low", key="a")
+    sn.observe(low, "low", key="a")  # the same turn again (next epoch) counts once
+    sn.observe(high, "high", key="b")
+    assert sn.speakers["low"][0] == 100 and float(sn.pooled_n) == 200
+    # each voice's own frames come out centred: a deep and a high voice at rest look alike
+    for feats, spk in ((low, "low"), (high, "high")):
+        z = sn(feats, spk)
+        voiced = feats[:, 1] > 0
+        assert abs(float(z[voiced, 0].mean())) < 0.15 and abs(float(z[:, 2].mean())) < 0.15
+        assert torch.all(z[~voiced, 0] == 0) and torch.equal(z[:, 1], feats[:, 1])
+    # the same raised pitch reads as raised for the deep voice, lowered for the high one
+    probe = _prosody(0.0, 1.0, seed=2)
+    assert float(sn(probe, "low")[probe[:, 1] > 0, 0].mean()) > 3
+    assert float(sn(probe, "high")[probe[:, 1] > 0, 0].mean()) < -3
+    # an unknown speaker gets the pooled statistics; a held-out speaker adapts without touching them
+    pooled = sn(probe, None)
+    assert abs(float(pooled[probe[:, 1] > 0, 0].mean())) < 0.3
+    sn.observe(_prosody(3.0, 5.0, seed=3), "new", key="c", pooled=False)
+    assert float(sn.pooled_n) == 200 and float(sn(probe, "new")[probe[:, 1] > 0, 0].mean()) < -3
+    again = SpeakerNorm(prior_frames=1)
+    again.load_state_dict(sn.state_dict())
+    assert torch.allclose(again(probe, None), pooled)
+    with pytest.raises(RuntimeError, match="observed no audio"):
+        SpeakerNorm()(probe, None)
+
+
+def test_para_norm_needs_the_prosody_encoder():
+    with pytest.raises(ValueError, match="para_norm"):
+        OmniChatConfig(para_norm="speaker", para_path="/somewhere")

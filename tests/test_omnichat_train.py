@@ -12,10 +12,11 @@ pytestmark = pytest.mark.slow
 
 def _make_data(root):
     from data_prep import shards as S
+    from data_prep.synth.generate import generate_dialogue
     from omni.omnichat.synthetic import emotion_records
     from omni.speech.mel_kmeans import MelKMeansTokenizer
 
-    recs, tok = emotion_records(8, seed=0)
+    recs, tok = emotion_records(8, generate_dialogue, seed=0)
     tok.save(root / "tokenizers" / "text")
     speech = MelKMeansTokenizer.fit([r["user"] for r in recs] + [r["assistant"] for r in recs], num_units=16)
     speech.save(root / "tokenizers" / "speech")
@@ -52,7 +53,8 @@ def test_stage_omnichat_trains_exports_and_responds(tmp_path):
                 "style_f1_macro", "bleu", "rouge_l", "eval_turns"):
         assert key in metrics and np.isfinite(metrics[key]), key
     assert metrics["synthetic_fraction"] == 1.0
-    chat = Responder(tmp_path / "export")
+    from data_prep.synth.tts import get_tts
+    chat = Responder(tmp_path / "export", tts=get_tts("espeak"))
     out = chat.respond(np.random.default_rng(0).normal(0, 0.1, 24000).astype(np.float32))
     assert set(out["style"]) == {"emotion", "pitch", "speed"} and out["style_complete"]
     assert out["sample_rate_hz"] == 16000 and (out["audio"].size > 0) == bool(out["text"])

@@ -22,10 +22,10 @@ from typing import Callable, Iterator
 import numpy as np
 
 from omni.config import EMOTIONS, PITCHES, SPEEDS, ConfigError, OmniChatConfig
+from omni.omnichat.precompute import turn_features
+from omni.omnichat.turns import MARGIN_S, SAMPLE_RATE_HZ, rounds_of, turn_wave  # noqa: F401 - re-exported
 from omni.vocab import Vocab
 
-SAMPLE_RATE_HZ = 16000
-MARGIN_S = 0.05
 
 
 @dataclass
@@ -39,6 +39,8 @@ class Segment:
     features: dict | None = None
     """Precomputed expert features of ``wave`` ({expert name: (frames, dim) tensor}), read from the
     shards (:mod:`omni.omnichat.precompute`); the model uses them instead of running that expert."""
+    speaker: str | None = None
+    """Who speaks in ``wave`` (``omnichat.para_norm: speaker`` normalises per speaker); None = unknown."""
 
 
 @dataclass
@@ -57,20 +59,27 @@ def style_tag_ids(vocab: Vocab, style: dict) -> list[int]:
                            speed=style.get("speed", "normal"))
 
 
+def response_ids(vocab: Vocab, text_ids: list[int], style: dict, style_position: str = "after_text") -> list[int]:
+    """An assistant reply as tokens: text and style tags in ``omnichat.style_position`` order, then ``<eot>``."""
+    tags = style_tag_ids(vocab, style)
+    body = tags + list(text_ids) if style_position == "before_text" else list(text_ids) + tags
+    return body + [vocab.special("eot")]
+
+
 def parse_response(ids, vocab: Vocab) -> tuple[list[int], dict, bool]:
-    """Generated ids -> (text ids, style, complete). Text = the text ids before the first
-    special; style tags are read from the specials after it (stopping at ``<eot>``); a missing
-    tag takes its default (normal / neutral) and ``complete`` is False."""
+    """Generated ids -> (text ids, style, complete), whichever side of the text the tags are on:
+    up to ``<eot>``, text ids form the text and the first tag of each group its style; a
+    missing tag takes its default (normal / neutral) and ``complete`` is False."""
     ids = [int(i) for i in ids]
-    text, k = [], 0
-    while k < len(ids) and vocab.is_text(ids[k]):
-        text.append(ids[k])
-        k += 1
+    text: list[int] = []
     style: dict = {}
     eot = vocab.special("eot")
-    for i in ids[k:]:
+    for i in ids:
         if i == eot:
             break
+        if vocab.is_text(i):
+            text.append(i)
+            continue
         if not vocab.is_special(i):
             continue
         name = vocab.special_name(i)
@@ -96,23 +105,11 @@ def user_turn_ids(vocab: Vocab, transcript_ids: list[int]) -> list[int]:
     return [vocab.special("user_text"), *transcript_ids, vocab.special("eot")]
 
 
-def turn_wave(channel: np.ndarray, start_s: float, end_s: float, max_turn_s: float) -> np.ndarray:
-    """The turn's samples (with a 50 ms margin); over-long turns keep their last ``max_turn_s``."""
-    a = max(0, int((start_s - MARGIN_S) * SAMPLE_RATE_HZ))
-    b = min(len(channel), int((end_s + MARGIN_S) * SAMPLE_RATE_HZ))
-    a = max(a, b - int(max_turn_s * SAMPLE_RATE_HZ))
-    return np.asarray(channel[a:b], dtype=np.float32)
-
-
-def rounds_of(meta: dict) -> list[tuple[dict, dict]]:
-    """(user turn, assistant turn) pairs in time order (backchannels and unpaired turns skipped)."""
-    turns = sorted((t for t in meta.get("turns", []) if t.get("kind", "turn") == "turn"),
-                   key=lambda t: float(t["start_s"]))
-    out = []
-    for a, b in zip(turns, turns[1:]):
-        if a.get("speaker") == "user" and b.get("speaker") == "assistant" and b.get("text_ids"):
-            out.append((a, b))
-    return out
+def turn_speaker(meta: dict, turn: dict) -> str | None:
+    """A user turn's speaker id: the turn's ``speaker_id`` (corpora) or the dialogue's user voice
+    (synthetic), prefixed by the source; None when the record does not say."""
+    spk = turn.get("speaker_id") or (meta.get("voices") or {}).get("user")
+    return None if spk is None else f"{meta.get('source', '?')}:{spk}"
 
 
 def turn_examples(record: dict, vocab: Vocab, oc: OmniChatConfig,
@@ -127,7 +124,6 @@ def turn_examples(record: dict, vocab: Vocab, oc: OmniChatConfig,
     rounds = rounds_of(meta)
     stored = {}
     if oc.input == "audio":
-        from omni.omnichat.precompute import turn_features
         stored = turn_features(record, oc)
     out = []
     for k, (_, a_turn) in enumerate(rounds):
@@ -139,7 +135,7 @@ def turn_examples(record: dict, vocab: Vocab, oc: OmniChatConfig,
                 pre = stored.get((float(u["start_s"]), float(u["end_s"])))
                 segs += [Segment("ids", [sp("user_speech")]),
                          Segment("audio", wave=wave, cache_key=f"{key}/{u['start_s']}",
-                                 features=None if pre is None else {"content": pre}),
+                                 features=None if pre is None else {"content": pre}, speaker=turn_speaker(meta, u)),
                          Segment("ids", [sp("eot"), sp("assistant_text")])]
             else:
                 ids = (transcribe(turn_wave(user, float(u["start_s"]), float(u["end_s"]), oc.max_turn_s), u)
@@ -147,7 +143,7 @@ def turn_examples(record: dict, vocab: Vocab, oc: OmniChatConfig,
                 segs += [Segment("ids", user_turn_ids(vocab, ids) + [sp("assistant_text")])]
             style = {"emotion": a.get("emotion") or "neutral", "pitch": a.get("pitch") or "normal",
                      "speed": a.get("speed") or "normal"}
-            resp = [int(i) for i in a["text_ids"]] + style_tag_ids(vocab, style) + [sp("eot")]
+            resp = response_ids(vocab, [int(i) for i in a["text_ids"]], style, oc.style_position)
             bad = [i for i in a["text_ids"] if not 0 <= int(i) < vocab.text_size]
             if bad:
                 raise ValueError(f"record {key!r}: text id {bad[0]} outside the text vocabulary "
@@ -182,28 +178,6 @@ def alpha_weights(source_names: list[str], alpha: float | None, synthetic: list[
         for n in group:
             out[n] = mass * base[n] / tot if tot else 0.0
     return out
-
-
-ZERO_WEIGHT = 1e-12
-"""The shard reader refuses weights <= 0: an α of 0 or 1 gives the empty side this weight and
-:func:`mixed_records` drops any record of it that is still drawn."""
-
-
-def mixed_records(data_dir, split: str, weights: dict[str, float], **stream_kw) -> Iterator[dict]:
-    """Records of ``split`` drawn by ``weights`` (``data_prep.reader.ShardStream``); each record
-    gets ``source_name`` (its manifest source); sources of weight 0 never come out."""
-    from data_prep.reader import ShardStream
-
-    class _Tagged(ShardStream):
-        def _source_iter(self, source, *a, **k):
-            for rec in super()._source_iter(source, *a, **k):
-                rec["source_name"] = source
-                yield rec
-
-    w = {n: (v if v > 0 else ZERO_WEIGHT) for n, v in weights.items()}
-    for rec in _Tagged(data_dir, split, weights=w, **stream_kw):
-        if weights.get(rec["source_name"], 1.0) > 0:
-            yield rec
 
 
 def keep_for_scale(key: str, fraction: float) -> bool:

@@ -8,6 +8,8 @@ label: the baseline), ``bleu``, ``rouge_l`` and, when ``omni.metrics.nlg`` can r
 """
 from __future__ import annotations
 
+import statistics
+import time
 from collections import Counter
 
 import torch
@@ -30,11 +32,15 @@ def majority_f1(refs: list[str]) -> float:
 
 
 def generate_responses(model, text_tokenizer, examples: list[TurnExample], max_new_tokens: int | None = None):
-    """[(reference text, hypothesis text, reference style, predicted style, complete)]."""
+    """[(reference text, hypothesis text, reference style, predicted style, complete)].
+
+    With ``omnichat.para_norm: speaker`` the examples' audio is first added to their speakers'
+    statistics (not to the pooled training statistics): unlabelled speaker adaptation."""
     out = []
     was = model.training
     model.eval()
     with torch.no_grad():
+        model.observe(examples, pooled=False)
         for ex in examples:
             ids = model.generate(ex.segments[:-1], max_new_tokens)
             text_ids, style, complete = parse_response(ids, model.vocab)
@@ -91,3 +97,52 @@ def evaluate_examples(model, text_tokenizer, examples: list[TurnExample], max_ne
     if model.mixformer is not None:
         m.update({f"expert_weight_{n}": w for n, w in model.mixformer.expert_weights().items()})
     return m
+
+
+def _median_ms(fn, repeats: int) -> float:
+    fn()  # warm-up
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return 1000 * statistics.median(ts)
+
+
+def fusion_cost(model, example: TurnExample, repeats: int = 10) -> dict:
+    """Compute share of the Mix-Former in answering ``example`` (medians over ``repeats``, this
+    process's threads). The experts' features of the prompt's audio turns are computed first (frozen,
+    cacheable: reported as ``experts_ms``, not in the share); then ``fusion_ms`` = the Mix-Former
+    forward over those turns (batched, as generation does), ``llm_turn_ms`` = greedy generation of
+    the reply minus that fusion, ``fusion_compute_share = fusion / (fusion + LLM)``, and the same
+    against the prefill alone (``fusion_share_of_prefill``). A model without audio input
+    (``omnichat.input: asr_text``) has no fusion: share 0."""
+    import dataclasses
+    from torch import nn
+    prefix = example.segments[:-1]
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            audio = [s for s in prefix if s.kind == "audio"]
+            t = time.perf_counter()
+            feats = [model.expert_features(dataclasses.replace(s, cache_key=None)) for s in audio]
+            experts_ms = 1000 * (time.perf_counter() - t)
+            it = iter(feats)
+            ready = [dataclasses.replace(s, features=next(it)) if s.kind == "audio" else s for s in prefix]
+            x, m, _ = model.build_inputs([ready], with_labels=False)
+            prefill_ms = _median_ms(lambda: model.llm(inputs_embeds=x, attention_mask=m), repeats)
+            gen_ms = _median_ms(lambda: model.generate(ready), max(3, repeats // 4))
+            fusion_ms, seconds = 0.0, sum(len(s.wave) for s in audio) / 16000
+            if model.mixformer is not None and audio:
+                lens = {n: torch.tensor([f[n].shape[0] for f in feats]) for n in model.experts}
+                batched = {n: nn.utils.rnn.pad_sequence([f[n] for f in feats], batch_first=True) for n in model.experts}
+                fusion_ms = _median_ms(lambda: model.mixformer(batched, lens), repeats)
+    finally:
+        model.train(was)
+    llm_turn_ms = max(gen_ms - fusion_ms, prefill_ms)
+    return {"audio_s": seconds, "audio_turns": len(audio), "experts_ms": experts_ms, "fusion_ms": fusion_ms,
+            "llm_prefill_ms": prefill_ms, "llm_turn_ms": llm_turn_ms,
+            "fusion_ms_per_audio_s": fusion_ms / seconds if seconds else 0.0,
+            "fusion_compute_share": fusion_ms / (fusion_ms + llm_turn_ms),
+            "fusion_share_of_prefill": fusion_ms / (fusion_ms + prefill_ms)}

@@ -27,7 +27,8 @@ from omni.config import OmniChatConfig
 from omni.omnichat.data import Segment, TurnExample
 from omni.omnichat.experts import build_experts, num_frames
 from omni.omnichat.mixformer import MixFormer
-from omni.vocab import Vocab
+from omni.omnichat.speakers import SpeakerNorm
+from omni.vocab import STYLE_SPECIALS, Vocab
 
 FAMILY = "omnichat"
 log = logging.getLogger("omni.omnichat")
@@ -46,6 +47,8 @@ class OmniChatModel(nn.Module):
                                    fusion=oc.fusion, common_rate_hz=oc.common_frame_rate_hz,
                                    window=oc.window_frames, queries=oc.queries_per_window, dim=oc.qformer_dim,
                                    heads=oc.qformer_heads) if oc.input == "audio" else None
+        self.speaker_norm = SpeakerNorm(oc.speaker_prior_frames) \
+            if oc.input == "audio" and oc.para_norm == "speaker" and "para" in self.experts else None
         self._cache: OrderedDict = OrderedDict()
         self.cache_size = cache_size
         self.feature_counts: Counter = Counter()
@@ -95,11 +98,32 @@ class OmniChatModel(nn.Module):
                 self._cache.popitem(last=False)
         return feats
 
+    def observe(self, examples, pooled: bool = True) -> int:
+        """``omnichat.para_norm: speaker``: add the audio turns of ``examples`` (TurnExamples or
+        segment lists) to their speakers' statistics (and to the pooled ones when ``pooled``: training
+        data only). Audio only, no labels. Returns the number of turns observed (0 without norm)."""
+        if self.speaker_norm is None:
+            return 0
+        n = 0
+        for ex in examples:
+            for s in getattr(ex, "segments", ex):
+                if s.kind == "audio":
+                    self.speaker_norm.observe(self.expert_features(s)["para"], s.speaker, s.cache_key, pooled)
+                    n += 1
+        return n
+
+    def normalised(self, seg: Segment) -> dict[str, torch.Tensor]:
+        """The segment's expert features as the Mix-Former gets them (speaker-normalised prosody)."""
+        f = self.expert_features(seg)
+        if self.speaker_norm is None:
+            return f
+        return {**f, "para": self.speaker_norm(f["para"], seg.speaker)}
+
     def fuse(self, segs: list[Segment]) -> list[torch.Tensor]:
         """Mix-Former tokens (n_i, hidden) for each audio segment, batched in one forward."""
         if not segs:
             return []
-        per = [self.expert_features(s) for s in segs]
+        per = [self.normalised(s) for s in segs]
         dev = self.mixformer.proj[0].weight.device
         feats, lens = {}, {}
         for n in self.experts:
@@ -137,50 +161,71 @@ class OmniChatModel(nn.Module):
         return x, mask.long(), y
 
     def forward(self, examples: list[TurnExample]):
+        """Mean cross-entropy over the reply tokens; the style tags weigh ``omnichat.style_loss_weight``."""
         x, mask, y = self.build_inputs([e.segments for e in examples])
         logits = self.llm(inputs_embeds=x, attention_mask=mask).logits
-        ce = nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
-                                         y[:, 1:].reshape(-1), ignore_index=-100)
-        return ce
+        target = y[:, 1:].reshape(-1)
+        ce = nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), target,
+                                         ignore_index=-100, reduction="none")
+        w = (target != -100).float()
+        if self.oc.style_loss_weight != 1.0:
+            w = torch.where(torch.isin(target, self._style_ids(target.device)), w * self.oc.style_loss_weight, w)
+        return (ce * w).sum() / w.sum().clamp(min=1.0)
+
+    def _style_ids(self, device) -> torch.Tensor:
+        return torch.tensor([self.vocab.special(n) for n in STYLE_SPECIALS], device=device)
 
     # -------------------------------------------------------------------- decode
     @torch.no_grad()
     def generate(self, prefix: list[Segment], max_new_tokens: int | None = None) -> list[int]:
-        """Greedy, style-constrained continuation of ``prefix`` (ends with ``[assistant_text]``)."""
+        """Greedy, style-constrained continuation of ``prefix`` (ends with ``[assistant_text]``).
+
+        ``style_position: after_text``: text ids until a ``<pitch_*>``, then one ``<speed_*>`` and one
+        ``<emotion_*>`` (a text that reaches ``max_new_tokens`` is closed by forcing the tags).
+        ``before_text``: one tag of each group first, then text ids until ``<eot>`` or
+        ``max_new_tokens``. Returns the ids, ending with ``<eot>``."""
         v, max_new = self.vocab, max_new_tokens or self.oc.max_new_tokens
+        size = self.llm.get_output_embeddings().weight.shape[0]
+
+        def only(ids) -> torch.Tensor:
+            m = torch.zeros(size, dtype=torch.bool)
+            m[list(ids)] = True
+            return m
         groups = {g: [v.special(f"{g}_{n}") for n in names] for g, names in
                   (("pitch", ("high", "normal", "low")), ("speed", ("fast", "normal", "slow")),
                    ("emotion", ("neutral", "happy", "sad", "angry", "surprised", "fearful", "disgusted")))}
-        size = self.llm.get_output_embeddings().weight.shape[0]
-        allowed_text = torch.zeros(size, dtype=torch.bool)
-        allowed_text[: v.text_size] = True
-        allowed_text[groups["pitch"]] = True
-        phase_allowed = {}
-        for g in ("speed", "emotion"):
-            m = torch.zeros(size, dtype=torch.bool)
-            m[groups[g]] = True
-            phase_allowed[g] = m
+        eot = v.special("eot")
+        text_ids = range(v.text_size)
+        tags_first = self.oc.style_position == "before_text"
+        allowed = {"pitch": only(groups["pitch"]), "speed": only(groups["speed"]), "emotion": only(groups["emotion"]),
+                   "text": only([*text_ids, eot] if tags_first else [*text_ids, *groups["pitch"]])}
+        after = ({"pitch": "speed", "speed": "emotion", "emotion": "text"} if tags_first
+                 else {"pitch": "speed", "speed": "emotion", "emotion": "done"})
         x, mask, _ = self.build_inputs([prefix], with_labels=False)
-        out, past, phase = [], None, "text"
+        out, phase, n_text = [], "pitch" if tags_first else "text", 0
         res = self.llm(inputs_embeds=x, attention_mask=mask, use_cache=True)
-        for step in range(max_new + 3):
+        while True:
             logits = res.logits[0, -1].float().cpu()
-            if phase == "text" and step >= max_new:  # text budget spent: force the style tags
-                allowed = torch.zeros(size, dtype=torch.bool)
-                allowed[groups["pitch"]] = True
-            else:
-                allowed = allowed_text if phase == "text" else phase_allowed[phase]
-            nxt = int(logits.masked_fill(~allowed, float("-inf")).argmax())
+            ok = allowed[phase]
+            if phase == "text" and n_text >= max_new:  # text budget spent: close the reply
+                ok = only([eot]) if tags_first else allowed["pitch"]
+            nxt = int(logits.masked_fill(~ok, float("-inf")).argmax())
+            if nxt == eot:
+                break
             out.append(nxt)
-            phase = {"text": "speed" if nxt in groups["pitch"] else "text", "speed": "emotion",
-                     "emotion": "done"}[phase]
+            if phase == "text":
+                if nxt in groups["pitch"]:
+                    phase = "speed"
+                else:
+                    n_text += 1
+            else:
+                phase = after[phase]
             if phase == "done":
                 break
-            past = res.past_key_values
             mask = torch.cat([mask, mask.new_ones(1, 1)], 1)
-            res = self.llm(input_ids=torch.tensor([[nxt]], device=mask.device), attention_mask=mask, past_key_values=past,
-                           use_cache=True)
-        return out + [v.special("eot")]
+            res = self.llm(input_ids=torch.tensor([[nxt]], device=mask.device), attention_mask=mask,
+                           past_key_values=res.past_key_values, use_cache=True)
+        return out + [eot]
 
     def trainable_summary(self) -> dict:
         def count(mod, trainable):
@@ -215,6 +260,9 @@ def save_omnichat(out_dir, model: OmniChatModel, text_tokenizer, speech_tokenize
         save_file({k: v.contiguous() for k, v in model.mixformer.state_dict().items()},
                   str(out / "mixformer.safetensors"))
         save_file({k: v.contiguous() for k, v in model.experts.state_dict().items()}, str(out / "experts.safetensors"))
+    if model.speaker_norm is not None:  # pooled prosody statistics of the training speakers
+        save_file({k: v.contiguous() for k, v in model.speaker_norm.state_dict().items()},
+                  str(out / "speaker_norm.safetensors"))
     (out / "omnichat.json").write_text(json.dumps({"family": FAMILY, "omnichat": model.oc.model_dump(mode="json"),
                                                    "expert_weights": model.mixformer.expert_weights()
                                                    if model.mixformer is not None else {}}, indent=1))
@@ -237,5 +285,7 @@ def load_omnichat(export_dir) -> tuple[OmniChatModel, object]:
     if model.mixformer is not None:
         model.mixformer.load_state_dict(load_file(str(d / "mixformer.safetensors")))
         model.experts.load_state_dict(load_file(str(d / "experts.safetensors")))
+    if model.speaker_norm is not None:
+        model.speaker_norm.load_state_dict(load_file(str(d / "speaker_norm.safetensors")))
     model.eval()
     return model, exp

@@ -24,8 +24,11 @@ config then encodes on the fly, with one warning for the slow Whisper base.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from omni.config import OmniChatConfig
+from omni.omnichat.experts import WhisperBaseContent
+from omni.omnichat.turns import rounds_of, turn_wave
 
 FIELD = "user_content.npy"
 """Shard member suffix (``KEY.user_content.npy``)."""
@@ -38,7 +41,6 @@ def feature_id(oc: OmniChatConfig) -> str | None:
     """Id of the content features this config can use from the shards, or None (nothing to read)."""
     if oc.input != "audio" or "content" not in oc.experts or oc.content_kind != "whisper_base":
         return None
-    from omni.omnichat.experts import WhisperBaseContent
     return WhisperBaseContent.FEATURE_ID
 
 
@@ -52,7 +54,6 @@ def precompute_spec(oc: OmniChatConfig) -> dict | None:
 
 def content_features(user: np.ndarray, meta: dict, expert, max_turn_s: float) -> tuple[np.ndarray, dict]:
     """Encode the user turns of ``meta``'s rounds -> (float16 (frames, dim) array, index for ``meta``)."""
-    from omni.omnichat.data import rounds_of, turn_wave
     rows, turns, offset, seen = [], [], 0, set()
     for u, _ in rounds_of(meta):
         span = (float(u["start_s"]), float(u["end_s"]))
@@ -73,7 +74,6 @@ def add_content_features(record: dict, oc: OmniChatConfig, expert=None) -> dict:
     """In-memory records (tests, benchmark): the same features data prep stores, added to ``record``
     (``record["user_content"]`` and ``record["meta"]["omnichat_content"]``). Returns ``record``."""
     if expert is None:
-        from omni.omnichat.experts import WhisperBaseContent
         expert = WhisperBaseContent()
     arr, index = content_features(np.asarray(record["user"], np.float32), record["meta"], expert, oc.max_turn_s)
     record[RECORD_KEY] = arr
@@ -90,7 +90,6 @@ def turn_features(record: dict, oc: OmniChatConfig) -> dict[tuple[float, float],
     if fid is None or arr is None or not index or index.get("feature_id") != fid \
             or float(index.get("max_turn_s", -1)) != float(oc.max_turn_s):
         return {}
-    import torch
     full = torch.from_numpy(np.asarray(arr, dtype=np.float32))  # one copy; turns are views of it
     if full.ndim != 2 or full.shape[1] != int(index["dim"]):
         raise ValueError(f"record {record.get('key')!r}: stored content features have shape {tuple(full.shape)}, "

@@ -1,22 +1,27 @@
 """Serving hook: one user utterance (+ optional history) -> reply text, style, voiced audio.
 
-    chat = Responder("outputs/omnichat_tiny/checkpoints/omnichat/export")
+    chat = Responder("outputs/omnichat_tiny/checkpoints/omnichat/export", tts=get_tts("espeak"))
     out = chat.respond(wave_16k)                   # {"text", "style", "audio", "sample_rate_hz", "history"}
     out2 = chat.respond(next_wave, history=out["history"])
 
 ``history`` is a list of turns, oldest first: ``{"role": "user", "wave": float32 16 kHz}`` or
 ``{"role": "assistant", "text": str, "style": {"emotion", "pitch", "speed"}}``; the reply's
 ``history`` is the input history plus this round (cut to ``omnichat.max_history_turns``
-rounds). The reply is voiced by ``data_prep.synth.tts`` (espeak-ng, style-controlled).
+rounds). The reply is voiced by the TTS the caller passes in (anything with
+``synthesize(text, voice=..., emotion=..., pitch=..., speed=...)`` returning an object whose
+``wave`` is float32 at 16 kHz, e.g. ``data_prep.synth.tts.get_tts("espeak")``): ``omni`` does not
+import ``data_prep``, so jobs, Serve and tests inject it.
 """
 from __future__ import annotations
 
 import threading
+from typing import Protocol
 
 import numpy as np
 import torch
 
-from omni.omnichat.data import Segment, check_style, parse_response, style_tag_ids
+from omni.omnichat.data import Segment, check_style, parse_response, response_ids
+from omni.omnichat.model import load_omnichat
 
 SAMPLE_RATE_HZ = 16000
 MAX_UTTERANCE_S = 60.0
@@ -33,22 +38,22 @@ def _wave(w, what: str) -> np.ndarray:
     return arr
 
 
-class Responder:
-    """Loads an OmniChat export once; ``respond`` is thread-safe (one decode at a time)."""
+class TTS(Protocol):
+    """What :class:`Responder` needs of a TTS: the style-controlled synthesis of one reply."""
 
-    def __init__(self, export_dir, tts=None):
-        from omni.omnichat.model import load_omnichat
+    def synthesize(self, text: str, voice: str, emotion: str, pitch: str, speed: str): ...
+
+
+class Responder:
+    """Loads an OmniChat export once; ``respond`` is thread-safe (one decode at a time). ``tts``
+    voices the reply in the predicted style (:class:`TTS`); ``None`` answers text and style only
+    (``audio`` empty)."""
+
+    def __init__(self, export_dir, tts: TTS | None):
         self.model, self.export = load_omnichat(export_dir)
         self.text_tokenizer = self.export.text_tokenizer
-        self._tts = tts
+        self.tts = tts
         self._lock = threading.Lock()
-
-    @property
-    def tts(self):
-        if self._tts is None:
-            from data_prep.synth.tts import get_tts
-            self._tts = get_tts("espeak")
-        return self._tts
 
     def prefix(self, wave: np.ndarray, history: list[dict] | None) -> list[Segment]:
         v, oc = self.model.vocab, self.model.oc
@@ -65,8 +70,8 @@ class Responder:
             elif role == "assistant":
                 text = str(turn.get("text") or "")
                 ids = self.text_tokenizer.encode(text) if text else []
-                segs.append(Segment("ids", ids + style_tag_ids(v, check_style(turn.get("style") or {}))
-                                    + [v.special("eot")]))
+                segs.append(Segment("ids", response_ids(v, ids, check_style(turn.get("style") or {}),
+                                                        self.model.oc.style_position)))
             else:
                 raise ValueError(f"history[{i}].role must be 'user' or 'assistant', got {role!r}")
         segs += [Segment("ids", [v.special("user_speech")]), Segment("audio", wave=_wave(wave, "wave")),
@@ -82,24 +87,9 @@ class Responder:
         text_ids, style, complete = parse_response(ids, self.model.vocab)
         text = self.text_tokenizer.decode(text_ids).strip()
         audio = (self.tts.synthesize(text, voice=voice or self.model.oc.voice, **style).wave
-                 if text else np.zeros(0, np.float32))
+                 if text and self.tts is not None else np.zeros(0, np.float32))
         rounds = (list(history or []) + [{"role": "user", "wave": np.asarray(wave, np.float32)},
                                          {"role": "assistant", "text": text, "style": style}])
         keep = 2 * self.model.oc.max_history_turns
         return {"text": text, "style": style, "style_complete": complete, "audio": audio.astype(np.float32),
                 "sample_rate_hz": SAMPLE_RATE_HZ, "history": rounds[-keep:] if keep else []}
-
-
-_RESPONDERS: dict[str, Responder] = {}
-
-
-def respond(wave, history: list[dict] | None = None, export_dir: str | None = None) -> dict:
-    """Module-level hook for ``POST /v1/respond``: cached :class:`Responder` per export folder.
-    ``export_dir`` defaults to ``$OMNICHAT_EXPORT``."""
-    import os
-    d = export_dir or os.environ.get("OMNICHAT_EXPORT")
-    if not d:
-        raise ValueError("no OmniChat export: pass export_dir or set OMNICHAT_EXPORT to an export folder")
-    if d not in _RESPONDERS:
-        _RESPONDERS[d] = Responder(d)
-    return _RESPONDERS[d].respond(wave, history)

@@ -1,14 +1,16 @@
 """In-process OmniChat data for tests and benchmarks (no Ray, no shards, no downloads).
 
-``emotion_records(n)`` voices ``n`` ShareChatX-style emotion dialogues with the project's
-synthesiser (``data_prep.synth``, espeak-ng, ~0.2 s each) and sets each turn's ``text_ids``
-with a byte-level BPE fitted on their texts (or a given tokenizer). The records have the
-shard reader's shape (``key``, ``meta``, ``user``, ``assistant``), so
+``emotion_records(n, generate)`` voices ``n`` ShareChatX-style emotion dialogues with the
+dialogue generator the caller passes in (``omni`` does not import ``data_prep``; callers pass
+``data_prep.synth.generate.generate_dialogue``: espeak-ng, ~0.2 s each) and sets each turn's
+``text_ids`` with a byte-level BPE fitted on their texts (or a given tokenizer). The records have
+the shard reader's shape (``key``, ``meta``, ``user``, ``assistant``), so
 :func:`omni.omnichat.data.turn_examples` takes them unchanged.
 """
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from omni.config import SynthConfig
 from omni.text_tokenizer import TextTokenizer
@@ -17,16 +19,19 @@ from omni.vocab import Vocab
 log = logging.getLogger("omni.omnichat")
 
 
-def emotion_records(n: int, seed: int = 0, text_tokenizer: TextTokenizer | None = None, start: int = 0,
-                    scenarios: tuple[str, ...] = ("emotion",), text_vocab_size: int = 400):
+Generator = Callable[[int, SynthConfig], dict]
+"""``generate(index, synth_config) -> record`` (``data_prep.synth.generate.generate_dialogue``)."""
+
+
+def emotion_records(n: int, generate: Generator, seed: int = 0, text_tokenizer: TextTokenizer | None = None,
+                    start: int = 0, scenarios: tuple[str, ...] = ("emotion",), text_vocab_size: int = 400):
     """(records, text_tokenizer) for dialogues ``start .. start + n - 1`` of the seeded catalogue."""
-    from data_prep.synth.generate import generate_dialogue
     cfg = SynthConfig(num_dialogues=max(1, n), seed=seed, min_turns=2, max_turns=4, scenarios=list(scenarios),
                       interrupt_prob=0.0)
     recs = []
     for i in range(start, start + n):
         try:
-            rec = generate_dialogue(i, cfg)
+            rec = generate(i, cfg)
         except ValueError as e:  # a synthesiser failure on one index must not sink a benchmark
             log.warning("skipping synthetic dialogue %d (seed %d): %s", i, seed, e)
             continue

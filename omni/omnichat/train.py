@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from omni.config import STAGES, Config, ConfigError, TrainConfig
-from omni.omnichat.data import alpha_weights, example_stream, mixed_records
+from omni.omnichat.data import alpha_weights, example_stream
+from omni.omnichat.shards import ShardStream, load_manifest, mixed_records
 
 STAGE = "omnichat"
 
@@ -37,7 +38,6 @@ def omnichat_train_settings(cfg: Config) -> TrainConfig:
 
 def source_weights(cfg: Config, data_dir: str | None = None) -> dict[str, float]:
     """Per-source sampling weights of the training split after α (``omnichat.alpha``)."""
-    from data_prep.reader import load_manifest
     m = load_manifest(data_dir or cfg.data.output_dir)
     names = sorted({e["source"] for e in m["shards"] if e["split"] == "train"})
     base = {n: info.get("weight", 1.0) for n, info in m.get("sources", {}).items()}
@@ -56,7 +56,6 @@ def batches(examples: Iterator, micro_batch: int) -> Iterator[list]:
 
 
 def heldout_examples(cfg: Config, vocab, limit: int, transcribe=None) -> list:
-    from data_prep.reader import ShardStream
     try:
         recs = ShardStream(cfg.data.output_dir, "heldout", seed=0, shuffle_buffer=1, loop=False, audio=True)
     except ValueError:
@@ -133,6 +132,11 @@ def train_loop_omnichat(args: dict, ctx=None) -> dict:
         step = json.loads((Path(ctx.resume_dir) / f"loop_state_rank{ctx.rank}.json").read_text())["step"]
 
     weights = source_weights(cfg)
+    if engine.module.speaker_norm is not None:  # speaker statistics of the training audio, before step 1
+        seen = ShardStream(cfg.data.output_dir, "train", seed=0, shuffle_buffer=1, loop=False, audio=True)
+        n = engine.module.observe(example_stream(iter(seen), vocab, oc.model_copy(update={"data_fraction": 1.0})))
+        if n == 0:
+            raise ConfigError("omnichat.para_norm=speaker but the training split has no audio turns to observe")
     records = mixed_records(cfg.data.output_dir, "train", weights, rank=ctx.rank, world_size=ctx.world_size,
                             seed=tr.seed + step, shuffle_buffer=cfg.data.shuffle_buffer, audio=True)
     transcribe = make_transcriber(cfg, speech)
