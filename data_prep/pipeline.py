@@ -139,7 +139,8 @@ def load_item(item: dict, cfg: Config) -> dict:
 
 # ---------------------------------------------------------------------- tokenizers
 def speech_tokenizer_from_config(cfg: Config, waves: list[np.ndarray]):
-    """The data set's speech tokenizer: ``mel_kmeans`` fitted on ``waves``; ``s3``/``mimi`` loaded from
+    """The data set's speech tokenizer: ``mel_kmeans`` fitted on ``waves``; ``phonetic`` loaded from
+    ``tokenizer.speech_path`` (default ``pretrained:phone-units``, built by ``make units``); ``s3``/``mimi`` loaded from
     ``tokenizer.speech_path`` (an official S3 ``.onnx`` or a transformers Mimi folder, or a folder an
     omni tokenizer was saved to; Mimi keeps ``tokenizer.mimi_codebooks`` codebooks)."""
     from omni.speech_tokenizer import MelKMeansTokenizer, MimiTokenizer, S3Tokenizer
@@ -147,6 +148,9 @@ def speech_tokenizer_from_config(cfg: Config, waves: list[np.ndarray]):
     tc = cfg.tokenizer
     if tc.speech == "mel_kmeans":
         return MelKMeansTokenizer.fit(waves, num_units=tc.num_units, seed=tc.seed, max_frames=tc.fit_max_frames)
+    if tc.speech == "phonetic":
+        from omni.speech_tokenizer import load_speech_tokenizer
+        return load_speech_tokenizer(tc.speech_path or "pretrained:phone-units")
     if not tc.speech_path:
         raise ValueError(f"tokenizer.speech={tc.speech} needs tokenizer.speech_path (a local folder)")
     if tc.speech == "mimi":
