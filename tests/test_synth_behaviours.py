@@ -213,3 +213,26 @@ def test_held_out_voices_never_voice_training_dialogues():
             check_voices(bad)
     with pytest.raises(ValueError, match="held-out voice"):
         SynthConfig(user_voices=["en+m7"], heldout_voices=["+m7"])
+
+
+def test_synth_cli_summary_sums_the_behaviour_counts(tmp_path):
+    import json
+
+    from data_prep.synth.__main__ import main
+
+    over = ["synth.num_dialogues=3", "synth.min_turns=4", "synth.max_turns=4", "synth.mid_turn_pause_prob=0.5",
+            "synth.monologue_prob=0.5", "synth.interrupt_prob=0.5"]
+    assert main(["--out", str(tmp_path), *over]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    metas = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("syn-*/script.json"))]
+    assert len(metas) == summary["kept"] == 3
+    assert summary["behaviours"] == {k: sum(m["behaviours"][k] for m in metas) for k in BEHAVIOURS}
+    assert summary["behaviours"]["mid_turn_pause"] + summary["behaviours"]["monologue"] > 0
+
+
+def test_manifest_sums_counts_key_wise():
+    from data_prep.pipeline import sum_counts
+
+    assert sum_counts([{"monologue": 1, "mid_turn_pause": 2}, None, {"monologue": 3, "answer_after_turn_end": 0}]) == {
+        "answer_after_turn_end": 0, "mid_turn_pause": 2, "monologue": 4}
+    assert sum_counts([]) == {}
