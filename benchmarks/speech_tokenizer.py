@@ -13,7 +13,7 @@ is measured the same way. Speed on one core (BLAS/OMP threads = 1): encode and d
 factors, streaming == batch for encode and decode, and the decoder's latency in units (audio still
 held back after a unit is fed). Goals (issue 19): round-trip WER <= 0.25 and <= 1.5x the original's
 on the held-out voices; encode + decode RTF <= 0.05; decoder latency <= 2 units.
-Runs ~6 min on 2 idle cores (mostly Whisper). The last line printed is a JSON object.
+Runs ~25 min at load average 10 on the 2-core machine (Whisper on 4 x 45 clips, the baseline fit). The last line printed is a JSON object.
 """
 from __future__ import annotations
 
