@@ -34,7 +34,16 @@ import sys
 import time
 from pathlib import Path
 
-from jobs._common import JobError, init_ray, load, parse_args, print_summary, run_main, setup_mlflow, start_logs
+from jobs._common import (
+    JobError,
+    init_ray,
+    load,
+    parse_args,
+    print_summary,
+    run_main,
+    setup_mlflow,
+    start_logs,
+)
 from omni.config import Config, flatten_params
 
 USAGE = __doc__ + ("\nOptions: --config DIR|YAML [--only NAMES] [--seeds N] [--reference NAME] "
@@ -100,7 +109,7 @@ def measure_fusion(cfg: Config, export_dir: str) -> dict:
     from omni.omnichat.model import load_omnichat
     from omni.omnichat.train import heldout_examples
     torch.set_num_threads(1)
-    model, exp = load_omnichat(export_dir)
+    model, _ = load_omnichat(export_dir)
     ex = heldout_examples(cfg, model.vocab, 1)
     if not ex:
         return {}

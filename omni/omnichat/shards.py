@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from omni.shards import ShardStream, load_manifest
 
-__all__ = ["ShardStream", "load_manifest", "mixed_records", "ZERO_WEIGHT"]
+__all__ = ["ZERO_WEIGHT", "ShardStream", "load_manifest", "mixed_records"]
 
 
 ZERO_WEIGHT = 1e-12
