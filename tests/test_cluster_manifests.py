@@ -164,8 +164,9 @@ def _applied(app: dict, config_path: Path) -> tuple[dict, dict]:
     # a `deployments:` entry in the Serve config would override build_app's options: there is none
     for d in app.get("deployments") or []:
         assert d.get("name") != "DuplexServer" or not set(d) - {"name"}, d
-    # model= is ours; a serve.* key in args would be a second source next to the omni config
-    assert not set(app.get("args") or {}) - {"config", "model", "allowed_origins", "stage"}, app["args"]
+    # model= is ours, tts= the app's OmniChat voice (not a serve.* setting); a serve.* key in args
+    # would be a second source next to the omni config
+    assert not set(app.get("args") or {}) - {"config", "model", "allowed_origins", "stage", "tts"}, app["args"]
     return applied, deployment_options(load_config(config_path).serve)
 
 
