@@ -1,14 +1,13 @@
 """The one place where ``omni.omnichat`` reads the shard format (stream of records, manifest).
 
-The shard reader still lives in ``data_prep.reader``; it is moving into an ``omni`` module (issue
-20: ``omni`` must not import ``data_prep``). Until it lands, every OmniChat use of it goes through
-this module, so the move is one import line here.
+The shard reader lives in :mod:`omni.shards` (issue 20: ``omni`` must not import ``data_prep``;
+``data_prep.reader`` is only a re-export of it). Every OmniChat use of it goes through this module.
 """
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from data_prep.reader import ShardStream, load_manifest  # the only data_prep import left in omni.omnichat
+from omni.shards import ShardStream, load_manifest
 
 __all__ = ["ShardStream", "load_manifest", "mixed_records", "ZERO_WEIGHT"]
 
