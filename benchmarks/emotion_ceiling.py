@@ -1,7 +1,7 @@
 """The emotion ceiling of the synthetic data: a plain classifier on pitch/energy/rhythm statistics.
 
-    python benchmarks/emotion_ceiling.py [--backends espeak piper mixed] [--train-sentences 4]
-                                         [--test-sentences 3] [--seed 9001] [--goal-x 2.0]
+    python benchmarks/emotion_ceiling.py [--backends espeak piper mixed] [--train-sentences 3]
+                                         [--test-sentences 2] [--seed 9001] [--goal-x 2.0]
 
 Template sentences from a seed the data sets do not use, each voiced by each voice of a backend
 in all 7 emotions, pitch and speed tags drawn uniformly per utterance (as user turns draw them:
@@ -89,8 +89,8 @@ def score(rows, test_voices, test_sentences, seed, goal):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--backends", nargs="+", default=["espeak", "piper", "mixed"])
-    ap.add_argument("--train-sentences", type=int, default=4)
-    ap.add_argument("--test-sentences", type=int, default=3)
+    ap.add_argument("--train-sentences", type=int, default=3)
+    ap.add_argument("--test-sentences", type=int, default=2)
     ap.add_argument("--seed", type=int, default=9001)
     ap.add_argument("--goal-x", type=float, default=2.0,
                     help="goal: ceiling macro-F1 >= this many times the stratified-random baseline's")
