@@ -25,12 +25,12 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
+import numpy as np
+from _goals import judge  # benchmarks/_goals.py: a script's folder is on sys.path
 
-from _goals import judge  # noqa: E402  (benchmarks/_goals.py: a script's folder is on sys.path)
-from data_prep.synth import emotion_ceiling as EC  # noqa: E402
-from data_prep.synth.scripts import TemplateWriter  # noqa: E402
-from data_prep.synth.tts import ASSISTANT_VOICES, USER_VOICES, get_tts  # noqa: E402
+from data_prep.synth import emotion_ceiling as EC
+from data_prep.synth.scripts import TemplateWriter
+from data_prep.synth.tts import ASSISTANT_VOICES, USER_VOICES, get_tts
 
 # held-out voices: two of each espeak family (male/female variants), two joe variants
 HELDOUT = {"espeak": ("en+m4", "en-us+f4", "en-us+m5", "en+linda"), "piper": ("joe-low", "joe-bright")}
