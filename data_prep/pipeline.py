@@ -87,7 +87,7 @@ def config_hash(cfg: Config) -> str:
     from omni.omnichat.precompute import precompute_spec
     parts = {"data": cfg.data.model_dump(mode="json", exclude={"output_dir", "tokenize_actors",
                                                                "synth_parallelism", "shuffle_buffer"}),
-             "synth": cfg.synth.model_dump(mode="json"), "tokenizer": cfg.tokenizer.model_dump(mode="json")}
+             "synth": cfg.synth.content_dump(), "tokenizer": cfg.tokenizer.model_dump(mode="json")}
     content = precompute_spec(cfg.omnichat)
     if content is not None:  # only then: shards without OmniChat features keep their hash
         parts["omnichat_content"] = content
@@ -139,7 +139,8 @@ def load_item(item: dict, cfg: Config) -> dict:
 
 # ---------------------------------------------------------------------- tokenizers
 def speech_tokenizer_from_config(cfg: Config, waves: list[np.ndarray]):
-    """The data set's speech tokenizer: ``mel_kmeans`` fitted on ``waves``; ``s3``/``mimi`` loaded from
+    """The data set's speech tokenizer: ``mel_kmeans`` fitted on ``waves``; ``phonetic`` loaded from
+    ``tokenizer.speech_path`` (default ``pretrained:phone-units``, built by ``make units``); ``s3``/``mimi`` loaded from
     ``tokenizer.speech_path`` (an official S3 ``.onnx`` or a transformers Mimi folder, or a folder an
     omni tokenizer was saved to; Mimi keeps ``tokenizer.mimi_codebooks`` codebooks)."""
     from omni.speech_tokenizer import MelKMeansTokenizer, MimiTokenizer, S3Tokenizer
@@ -147,6 +148,9 @@ def speech_tokenizer_from_config(cfg: Config, waves: list[np.ndarray]):
     tc = cfg.tokenizer
     if tc.speech == "mel_kmeans":
         return MelKMeansTokenizer.fit(waves, num_units=tc.num_units, seed=tc.seed, max_frames=tc.fit_max_frames)
+    if tc.speech == "phonetic":
+        from omni.speech_tokenizer import load_speech_tokenizer
+        return load_speech_tokenizer(tc.speech_path or "pretrained:phone-units")
     if not tc.speech_path:
         raise ValueError(f"tokenizer.speech={tc.speech} needs tokenizer.speech_path (a local folder)")
     if tc.speech == "mimi":
@@ -310,13 +314,23 @@ class ShardWriter:
                     "input": json.loads(bytes(r["json"]))["input"], "reason": str(r["reason"])}
                    for r in rows if r["reason"]]
         done = {"shard": shard, "source": str(rows[0]["source"]), "entry": entry, "read": len(rows),
-                "accepted": len(samples), "rejects": rejects, "keys_sha": self.plan[shard]["keys_sha"]}
+                "accepted": len(samples), "rejects": rejects, "keys_sha": self.plan[shard]["keys_sha"],
+                "behaviours": sum_counts(json.loads(s["json"]).get("behaviours") for s in samples)}
         p = done_path(self.out, shard)
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = p.with_name(p.name + ".tmp")
         tmp.write_text(json.dumps(done, sort_keys=True))
         tmp.replace(p)
         return done
+
+
+def sum_counts(counts) -> dict[str, int]:
+    """Key-wise sum of count dicts (None entries skipped), keys sorted."""
+    out: dict[str, int] = {}
+    for c in counts:
+        for k, v in (c or {}).items():
+            out[k] = out.get(k, 0) + int(v)
+    return dict(sorted(out.items()))
 
 
 # -------------------------------------------------------------------------- driver
@@ -385,6 +399,9 @@ def run(cfg: Config, progress: bool = True, engine: str = "ray") -> dict:
     out.mkdir(parents=True, exist_ok=True)
     save_resolved(cfg, out)
     t0 = time.time()
+    if any(src.kind == "synthetic" for src in cfg.data.sources):
+        from data_prep.synth.voices import check_voices
+        check_voices(cfg.synth)  # before the tokenizer fit, which skips rows that fail
     items = plan_items(cfg)
     tok_info = fit_tokenizers(cfg, out, items=items)
     chash = config_hash(cfg)
@@ -418,6 +435,8 @@ def build_manifest(cfg: Config, out: Path, tok_info: dict, items: list[dict], pl
         s["accepted"] += d["accepted"]
         s["rejected"] += len(d["rejects"])
         rejects += d["rejects"]
+        if d.get("behaviours"):  # synthetic duplex behaviours (data_prep.synth.duplex.count_behaviours)
+            s["behaviours"] = sum_counts([s.get("behaviours"), d["behaviours"]])
         if d["entry"]:
             s["hours"] = round(s["hours"] + d["entry"]["audio_s"] / 3600, 6)
             shard_entries.append({**d["entry"], "source": d["source"], "split": d["shard"].split("/")[0]})
@@ -429,9 +448,11 @@ def build_manifest(cfg: Config, out: Path, tok_info: dict, items: list[dict], pl
         f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in sorted(rejects, key=lambda r: r["key"]))
     tmp.replace(out / "rejects.jsonl")
     speech_meta = json.loads((Path(tok_info["speech_dir"]) / "speech_tokenizer.json").read_text())
+    behaviours = sum_counts(s.get("behaviours") for s in sources.values())
     return {
         "config_hash": chash,
         "planned": len(items),
+        **({"behaviours": behaviours} if behaviours else {}),
         "shards": sorted(shard_entries, key=lambda e: e["path"]),
         "sources": sources,
         "tokenizers": {"speech": {"dir": "tokenizers/speech", **{k: v for k, v in speech_meta.items()

@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from jobs._common import init_ray, load, mlflow_uri, parse_args, run_main, start_logs
+from omni.asr import WhisperASR
+from omni.metrics.duplex import talk_back, user_turns_from_meta
 
 USAGE = __doc__ + "\nOptions: --config PATH [--keep] [key=value ...]"
 
@@ -32,6 +34,18 @@ USAGE = __doc__ + "\nOptions: --config PATH [--keep] [key=value ...]"
 def _step(n: int, title: str) -> float:
     print(f"\n=== [{n}/6] {title}", flush=True)
     return time.time()
+
+
+def held_out_user_turn(records, after_s: float = 6.0) -> tuple[np.ndarray, float]:
+    """The user channel of the first held-out record's first user turn that expects an answer,
+    followed by ``after_s`` of silence (room for the reply); returns (audio, turn end in s)."""
+    for rec in records:
+        turns = [t for t in user_turns_from_meta(rec["meta"]) if t["expects_response"]]
+        if turns:
+            end = turns[0]["end_s"]
+            user = np.asarray(rec["user"], np.float32)[: int(round(end * 16000))]
+            return np.concatenate([user, np.zeros(int(after_s * 16000), np.float32)]), end
+    raise RuntimeError("no held-out dialogue has a user turn that expects an answer: check data.heldout_fraction")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,9 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     import soundfile as sf
 
     base = serve_job.start(cfg_path, list(overrides) + [f"serve.model={reg['registry_uri']}"])
-    rec = next(iter(ShardStream(cfg.data.output_dir, "heldout", shuffle_buffer=1, loop=False, audio=True)))
+    user, user_end_s = held_out_user_turn(ShardStream(cfg.data.output_dir, "heldout", shuffle_buffer=1,
+                                                      loop=False, audio=True))
     in_wav, reply_wav = out_root / "demo_user.wav", out_root / "demo_reply.wav"
-    sf.write(in_wav, rec["user"], 16000, subtype="PCM_16")
+    sf.write(in_wav, user, 16000, subtype="PCM_16")
     stats = stream_wav(base.replace("http", "ws", 1) + "/v1/duplex", in_wav, reply_wav, realtime=True)
     timings["serve_s"] = time.time() - t
 
@@ -102,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     timings["total_s"] = time.time() - t_all
 
     reply = sf.read(reply_wav)[0] if reply_wav.exists() else np.zeros(0)
+    heard = talk_back(reply, 16000, user_end_s) if reply.size else {"answered": False}
+    transcript = WhisperASR().transcribe_text(reply, 16000) if heard.get("voiced_reply_s") else ""
     summary = {
         "data_dir": str(Path(cfg.data.output_dir).resolve()),
         "final_export": state["final_export"],
@@ -109,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         "registered_model": reg["registry_uri"],
         "user_wav": str(in_wav), "reply_wav": str(reply_wav),
         "reply_s": round(len(reply) / 16000, 2),
+        "talk_back": heard, "reply_transcript_whisper": transcript, "reply_text_stream": stats["text"],
         "latency_ms_p50": stats["latency_ms_p50"], "latency_ms_p90": stats["latency_ms_p90"],
         "underruns": stats["underruns"], "ws_errors": stats["errors"],
         "mlflow_ui": f"mlflow ui --backend-store-uri {mlflow_uri(cfg)}",
@@ -119,6 +137,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"    {k:17s} {summary[k]}")
     print(f"    reply            {summary['reply_s']} s of assistant audio; chunk latency p50 "
           f"{summary['latency_ms_p50']} ms, p90 {summary['latency_ms_p90']} ms, {summary['underruns']} underruns")
+    if heard.get("turn_start_after_end_s") is not None:
+        print(f"    talks back       {'yes' if heard['answered'] else 'NO'}: voice starts "
+              f"{heard['turn_start_after_end_s']:.2f} s after the user's turn ends (goal <= 1.5 s), "
+              f"{heard['voiced_reply_s']:.1f} s voiced (goal >= 1.5 s), {heard['voiced_during_user_s']:.2f} s "
+              f"over the user (Silero VAD)")
+    else:
+        print(f"    talks back       NO: no voiced reply after the user's turn (Silero VAD)")
+    print(f"    reply heard as   {transcript!r} (Whisper base); model's text stream {stats['text']!r}")
     print(f"    MLflow UI        {summary['mlflow_ui']}   (then open http://127.0.0.1:5000)")
     if log is not None:
         summary["log"] = str(log)
@@ -127,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{summary['train_s']:.0f}, eval {summary['eval_s']:.0f}, serve {summary['serve_s']:.0f})")
     (out_root / "demo_summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary))
-    return 0 if not stats["errors"] and summary["reply_s"] > 0 else 1
+    return 0 if not stats["errors"] and summary["reply_s"] > 0 else 1   # talk_back is a figure, not a crash
 
 
 if __name__ == "__main__":

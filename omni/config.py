@@ -72,6 +72,18 @@ class DataConfig(_Section):
 
 
 # ---------------------------------------------------------------------- synthesis
+def _held_out(voice: str, heldout: list[str]) -> bool:
+    variant = "+" + voice.split("+", 1)[1] if "+" in voice else None
+    return any(voice == h or (h.startswith("+") and variant == h) for h in heldout)
+
+
+_SYNTH_NEWER_FIELDS = ("response_delay_mean_s", "response_delay_std_s", "response_delay_range_s",
+                       "mid_turn_pause_prob", "mid_turn_pause_s", "monologue_prob", "monologue_sentences",
+                       "monologue_gap_s", "monologue_backchannel_prob", "backchannel_max_s", "interrupt_react_s",
+                       "user_voices", "assistant_voices", "heldout_voices")
+"""SynthConfig fields added with the duplex behaviours (issue 19): in the data hash only when set."""
+
+
 class SynthConfig(_Section):
     num_dialogues: int = Field(32, ge=1)
     seed: int = 0
@@ -99,6 +111,46 @@ class SynthConfig(_Section):
     pause_std_s: float = 0.2
     interrupt_prob: float = Field(0.2, ge=0, le=1)
     backchannel_prob: float = Field(0.2, ge=0, le=1)
+    """Per turn: the listener says a short backchannel between two of the speaker's words."""
+    # --- duplex behaviours (issue 19; docs/data.md "Duplex behaviours"). Defaults keep them off, so
+    # corpora made before these fields existed are unchanged (same audio, same config hash).
+    response_delay_mean_s: float | None = Field(None, ge=0)
+    """Assistant reply onset after the end of the user's turn ~ Normal(mean, ``response_delay_std_s``)
+    clipped to ``response_delay_range_s``. None = replies follow ``pause_mean_s``/``pause_std_s`` like
+    every other turn change."""
+    response_delay_std_s: float = Field(0.12, ge=0)
+    response_delay_range_s: tuple[float, float] = (0.1, 0.7)
+    mid_turn_pause_prob: float = Field(0.0, ge=0, le=1)
+    """Per user turn (not an interruption): split it at a word boundary (the first part ends with a
+    comma), voice the parts separately and leave a silent pause between them; the assistant stays
+    silent through it. The meta keeps one user turn with ``pauses``."""
+    mid_turn_pause_s: tuple[float, float] = (0.5, 2.2)
+    """Mid-turn pause length, drawn uniformly from this range (seconds of silence between voiced parts)."""
+    monologue_prob: float = Field(0.0, ge=0, le=1)
+    """Per user turn (not an interruption, not a mid-turn pause): make it a monologue of
+    ``monologue_sentences`` sentences voiced separately with gaps; the assistant may backchannel in a
+    gap and answers after the last sentence."""
+    monologue_sentences: tuple[int, int] = (2, 4)
+    """Sentences per monologue (inclusive range); a turn with fewer is extended with catalogue sentences."""
+    monologue_gap_s: tuple[float, float] = (0.3, 0.8)
+    """Silence between a monologue's sentences, drawn uniformly from this range."""
+    monologue_backchannel_prob: float = Field(0.5, ge=0, le=1)
+    """Per monologue gap: the assistant says a short backchannel inside it (the gap is then drawn from
+    the part of ``monologue_gap_s`` long enough to hold it; none when no part is)."""
+    backchannel_max_s: float = Field(0.7, gt=0)
+    """Longest voiced monologue backchannel; a longer one is not placed."""
+    interrupt_react_s: tuple[float, float] = (0.2, 0.6)
+    """Interruptions: the assistant's voice stops at most this long after the user's onset (drawn
+    uniformly; shorter when the cut falls early in the assistant's turn)."""
+    user_voices: list[str] | None = None
+    """Voice pool of the user (None = the backend's default pool). With several backends
+    (``tts_weights``) each backend draws from the names that belong to it. Checked against the
+    backends' voices when data prep starts."""
+    assistant_voices: list[str] | None = None
+    """Voice pool of the assistant (as ``user_voices``)."""
+    heldout_voices: list[str] = Field(default_factory=list)
+    """Voices never used in this corpus (e.g. the family an evaluation set is voiced with): removed from
+    both pools. An entry ``+VARIANT`` (espeak-ng) holds out every voice with that variant."""
     noise_snr_db: tuple[float, float] = (15.0, 30.0)
     """Background noise in the user channel: SNR range drawn uniformly."""
     scene_snr_db: tuple[float, float] = (5.0, 15.0)
@@ -120,7 +172,46 @@ class SynthConfig(_Section):
                                  "(e.g. {espeak: 0.5, piper: 0.5})")
             if self.tts_weights.get("openai", 0) > 0 and not self.tts_base_url:
                 raise ValueError("synth.tts_weights gives openai a weight but synth.tts_base_url is not set")
+        for name in ("response_delay_range_s", "mid_turn_pause_s", "monologue_sentences", "monologue_gap_s",
+                     "interrupt_react_s"):
+            lo, hi = getattr(self, name)
+            if not 0 <= lo <= hi:
+                raise ValueError(f"synth.{name} must be a range [lo, hi] with 0 <= lo <= hi (got [{lo}, {hi}])")
+        if self.response_delay_mean_s is not None:
+            lo, hi = self.response_delay_range_s
+            if not lo <= self.response_delay_mean_s <= hi:
+                raise ValueError(f"synth.response_delay_mean_s {self.response_delay_mean_s} lies outside "
+                                 f"synth.response_delay_range_s [{lo}, {hi}]")
+        if not 2 <= self.monologue_sentences[0] <= self.monologue_sentences[1] <= 8:
+            raise ValueError(f"synth.monologue_sentences must lie in 2..8 (got {list(self.monologue_sentences)})")
+        if self.mid_turn_pause_prob + self.monologue_prob > 1:
+            raise ValueError(f"synth.mid_turn_pause_prob + synth.monologue_prob must be <= 1 (they are exclusive "
+                             f"per user turn; got {self.mid_turn_pause_prob} + {self.monologue_prob})")
+        for name in ("user_voices", "assistant_voices"):
+            pool = getattr(self, name)
+            if pool is not None:
+                if not pool:
+                    raise ValueError(f"synth.{name} is empty: give at least one voice or null for the default pool")
+                held = [v for v in pool if _held_out(v, self.heldout_voices)]
+                if held:
+                    raise ValueError(f"synth.{name} lists held-out voice(s) {held} (synth.heldout_voices): "
+                                     "a held-out voice cannot be in a training pool")
         return self
+
+    def content_dump(self) -> dict:
+        """The fields that decide the generated data, for the data config hash: fields added with the
+        duplex behaviours are left out while they hold their defaults, so a corpus made before they
+        existed keeps its hash (its shards are reused, not rewritten)."""
+        d = self.model_dump(mode="json")
+        fresh = SynthConfig.model_construct().model_dump(mode="json")
+        for k in _SYNTH_NEWER_FIELDS:
+            if d[k] == fresh[k]:
+                del d[k]
+        return d
+
+    def voice_held_out(self, voice: str) -> bool:
+        """True when ``voice`` matches an entry of ``heldout_voices`` (exact name or ``+VARIANT``)."""
+        return _held_out(voice, self.heldout_voices)
 
     def tts_mix(self) -> dict[str, float]:
         """Backend -> probability (``tts_weights`` normalised, zero weights dropped; else ``{tts: 1}``)."""

@@ -222,7 +222,29 @@ def piper_joe_dir(verify: bool = False) -> Path:
 
 
 # ----------------------------------------------------------------------------- config values
-_DIRS = {WHISPER: whisper_base_dir, SMOLLM2: smollm2_dir, PIPER_JOE: piper_joe_dir}
+# ----------------------------------------------------------------------------- phone units
+PHONE_UNITS = "phone-units"
+MODELS[PHONE_UNITS] = {"packages": ["(built from espeak-ng + piper-joe by data_prep.build_units)"], "size_mb": 2,
+                       "licence": "project (trained on our synthetic speech)",
+                       "what": "built-in phonetic speech units: streaming phone recogniser + joe-voice decoder"}
+
+
+def phone_units_dir(verify: bool = False, build=None) -> Path:
+    """The built-in phonetic tokenizer folder. It is *trained* here, not downloaded: ``make units``
+    runs ``python -m data_prep.build_units``, which passes ``build``; without it a missing or
+    damaged folder is an error naming that command. Optional: ``make models`` does not build it."""
+    if build is not None:
+        return _assemble(PHONE_UNITS, build, rehash=verify)
+    final = cache_root() / PHONE_UNITS
+    if not _manifest_ok(final, verify):
+        raise PretrainedMissing(f"{final} is missing or damaged: run `make units` (it builds the phonetic "
+                                "speech units with `python -m data_prep.build_units`, ~20 min on 2 cores)")
+    return final
+
+
+_DIRS = {WHISPER: whisper_base_dir, SMOLLM2: smollm2_dir, PIPER_JOE: piper_joe_dir, PHONE_UNITS: phone_units_dir}
+OPTIONAL = {PHONE_UNITS: "make units"}
+"""Built on request, not by ``make models``: ``verify`` reports them but does not fail without them."""
 
 
 def resolve_path(value: str | os.PathLike | None) -> str | None:
@@ -256,6 +278,9 @@ def main(argv: list[str]) -> int:
         try:
             path = fn(verify=cmd == "verify")
         except PretrainedMissing as e:
+            if name in OPTIONAL and not (cache_root() / name).exists():
+                print(f"{name}: not built (optional: `{OPTIONAL[name]}`)")
+                continue
             print(f"{name}: {e}", file=sys.stderr)
             return 1
         print(f"{name}: {path} ({time.perf_counter() - t0:.1f} s)")

@@ -55,8 +55,13 @@ def __getattr__(name):  # adapters import torch/transformers lazily
 
 def load_speech_tokenizer(directory: str | Path) -> SpeechTokenizer:
     """Load the tokenizer saved in ``directory`` (kind read from ``speech_tokenizer.json``)."""
+    from omni.pretrained import resolve_path
+    directory = resolve_path(directory)   # ``pretrained:phone-units`` -> its cache folder
     info = read_descriptor(directory)
     kind = info["kind"]
+    if kind == "phonetic":
+        from omni.speech.phonetic import PhoneticTokenizer
+        return PhoneticTokenizer.load(directory)
     if kind == "mel_kmeans":
         return MelKMeansTokenizer.load(directory)
     if kind == "s3":
@@ -67,4 +72,4 @@ def load_speech_tokenizer(directory: str | Path) -> SpeechTokenizer:
         return MimiTokenizer.load(directory)
     raise SpeechTokenizerError(
         f"{Path(directory) / TOKENIZER_JSON}: unknown kind {kind!r}; "
-        "expected one of mel_kmeans, s3, mimi")
+        "expected one of phonetic, mel_kmeans, s3, mimi")

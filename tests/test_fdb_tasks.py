@@ -70,3 +70,27 @@ def test_clips_are_deterministic_and_errors_are_clear():
         fdb_tasks.make_clip("karaoke", 0)
     with pytest.raises(SystemExit):
         fdb_tasks.main(["--out", "/tmp/x", "--tasks", "karaoke"])
+
+
+def test_task_sets_use_a_held_out_seed_and_voice_family(sets):
+    """The task sets are voiced by a family no training pool uses, with a seed no config trains on."""
+    from data_prep.synth import voices as V
+    from omni.config import SynthConfig, load_config
+
+    for task in fdb_tasks.TASKS:
+        assert _load(sets, task)[2]["voice"] in fdb_tasks.HELDOUT_VOICES
+    trained = {v for b in ("espeak", "piper") for sp in ("user", "assistant") for v in V.pool(SynthConfig(), b, sp)}
+    assert not trained & set(fdb_tasks.HELDOUT_VOICES)
+    for path in ("configs/tiny.yaml", "configs/cpu_duplex.yaml"):
+        fdb_tasks.check_held_out(fdb_tasks.HELDOUT_VOICES, fdb_tasks.HELDOUT_SEED, load_config(path).synth)
+    duplex = load_config("configs/cpu_duplex.yaml").synth
+    assert set(fdb_tasks.HELDOUT_VOICES) <= set(duplex.heldout_voices)
+    V.check_voices(duplex)
+    with pytest.raises(ValueError, match="voice training dialogues"):
+        fdb_tasks.check_held_out(("en-us+m3",), fdb_tasks.HELDOUT_SEED, SynthConfig())
+    with pytest.raises(ValueError, match="voice training dialogues"):  # a config that trains on the family
+        fdb_tasks.check_held_out(fdb_tasks.HELDOUT_VOICES, 7, SynthConfig(user_voices=["en-us+m6"]))
+    with pytest.raises(ValueError, match="training synth.seed"):
+        fdb_tasks.check_held_out(fdb_tasks.HELDOUT_VOICES, 0, SynthConfig())
+    with pytest.raises(SystemExit):
+        fdb_tasks.main(["--out", "/tmp/x", "--voices", "en-us+m3", "--train-config", "configs/tiny.yaml"])

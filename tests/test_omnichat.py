@@ -227,6 +227,7 @@ def test_comparison_configs_differ_only_in_what_they_compare():
     assert sorted(seen[n].alpha for n in seen if n.startswith("alpha_")) == [0.0, 0.1, 0.2, 0.3, 1.0]
     assert seen["fusion_concat"].fusion == "concat" and seen["asr_baseline"].input == "asr_text"
     assert sorted(seen[n].data_fraction for n in seen if n.startswith("scale_")) == [0.25, 0.5, 1.0]
+    assert sorted(seen[n].window_frames for n in seen if n.startswith("window_")) == [8, 50]
     assert load_config(root / "omnichat_tiny.yaml").omnichat.fusion == "mixformer"
     assert load_config(root / "omnichat_llama3_8b.yaml").omnichat.content_path
 

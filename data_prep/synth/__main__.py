@@ -2,7 +2,8 @@
 
 Writes per dialogue ``DIR/syn-NNNNNN/{script.json,user.wav,assistant.wav,mix.wav}`` (mix: stereo,
 left = user, right = assistant), ``DIR/rejects.jsonl`` for dialogues that failed QC (with reasons;
-their audio is not written) and ``DIR/summary.json``.
+their audio is not written) and ``DIR/summary.json`` (with ``behaviours``: the kept dialogues' duplex
+behaviour counts, :func:`data_prep.synth.duplex.count_behaviours`, summed).
 """
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     kept, rejected, audio_s, t0 = 0, 0, 0.0, time.perf_counter()
+    behaviours: dict[str, int] = {}
     with open(out / "rejects.jsonl", "w") as rej:
         for i in tqdm(range(args.start, args.start + sc.num_dialogues), desc="synth", unit="dlg"):
             try:
@@ -62,9 +64,11 @@ def main(argv: list[str] | None = None) -> int:
             write_dialogue(rec, out / rec["key"])
             kept += 1
             audio_s += rec["meta"]["duration_s"]
+            for k, v in rec["meta"].get("behaviours", {}).items():
+                behaviours[k] = behaviours.get(k, 0) + int(v)
     wall = time.perf_counter() - t0
     summary = {"kept": kept, "rejected": rejected, "audio_s": round(audio_s, 2), "wall_s": round(wall, 2),
-               "realtime_factor_x": round(audio_s / max(wall, 1e-9), 1), "out": str(out)}
+               "realtime_factor_x": round(audio_s / max(wall, 1e-9), 1), "behaviours": behaviours, "out": str(out)}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary))
     return 0

@@ -442,6 +442,21 @@ MUSIC_ANSWER = ("Music with a {tempo_word} tempo often feels {mood}. Try somethi
                 "[Mostly the key.|The {mode} key does a lot.] [A|The] {mode} key [tends to sound|usually sounds] {mood}.")
 
 BACKCHANNELS = ("mm-hm", "yeah", "uh-huh", "right", "okay", "I see", "sure", "oh", "yes", "mm")
+SHORT_BACKCHANNELS = ("yeah", "right", "uh-huh", "mm", "okay", "I see", "sure", "yes")
+"""Backchannels in a user monologue's gaps: the short ones (espeak-ng voices them in 0.3-0.5 s;
+"mm-hm" takes 0.7-0.8 s, longer than the gaps)."""
+MONOLOGUE_SENTENCES = (
+    "[I have been thinking about it a lot.|It has been on my mind all week.|I keep coming back to it.]",
+    "[Part of me wants to go for it.|Some days I feel ready for it.|I think I am ready for it.]",
+    "[Then again, time is tight.|Money is a bit tight though.|I am a little nervous about it.]",
+    "[Anyway, that is where I am.|So that is the situation.|That is the short version.]",
+    "[It is hard to explain.|It is a long story.|It is complicated.]",
+    "[{person} brought it up again {time_past}.|{person} mentioned it {time_past}.]",
+    "[I do not want to rush it.|I want to get it right.|I would rather take it slowly.]",
+    "[Honestly, I am not sure.|To be honest, I am torn.|I could go either way.]",
+)
+"""Sentences that lengthen a user turn into a monologue (``synth.monologue_prob``), inserted before
+its closing question when it has one."""
 INTERJECTIONS = ("Sorry to cut in,", "Wait, wait,", "Hold on,", "Sorry, but", "Actually,", "Oh, one second,",
                  "Hang on,", "Sorry to interrupt,")
 NUM_WORDS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "

@@ -11,11 +11,11 @@ import numpy as np
 
 from omni.config import SynthConfig
 
-from . import scenes
-from .duplex import assemble
+from . import scenes, voices as V
+from .duplex import Behaviours, assemble, count_behaviours
 from .qc import run_qc, whisper_asr
-from .scripts import Script, TemplateWriter, draw_outline, plan_interruptions
-from .tts import ASSISTANT_VOICES, USER_VOICES, Speech, get_tts
+from .scripts import Script, TemplateWriter, draw_outline, plan_interruptions, plan_turn_shapes
+from .tts import Speech, get_tts
 
 SR = 16000
 EVENT_GAP_S = 0.25  # silence between an event sound and the user's reaction
@@ -40,7 +40,8 @@ def write_script(index: int, cfg: SynthConfig, rng: np.random.Generator, seed: i
     else:
         from .llm import get_writer
         script = get_writer(cfg).write(scenario, n_turns, seed=int(seed) * 1_000_003 + index)
-    return plan_interruptions(script, rng, cfg.interrupt_prob)
+    script = plan_interruptions(script, rng, cfg.interrupt_prob)
+    return plan_turn_shapes(script, rng, cfg)  # mid-turn pauses, monologues (no draw when both are off)
 
 
 def speaker_backends(cfg: SynthConfig, rng: np.random.Generator) -> dict[str, str]:
@@ -58,11 +59,10 @@ def voice_script(script: Script, cfg: SynthConfig, rng: np.random.Generator):
     the TTS backend of each speaker."""
     backends = speaker_backends(cfg, rng)
     engines = {sp: get_tts(k, cfg.tts_base_url, cfg.piper_model) for sp, k in backends.items()}
-    users = getattr(engines["user"], "user_voices", USER_VOICES)
-    assistants = getattr(engines["assistant"], "assistant_voices", ASSISTANT_VOICES)
+    users = V.pool(cfg, backends["user"], "user", engines["user"])  # minus synth.heldout_voices
+    assistants = V.pool(cfg, backends["assistant"], "assistant", engines["assistant"])
     voices = {"user": users[int(rng.integers(len(users)))], "assistant": assistants[int(rng.integers(len(assistants)))]}
-    voiced = [(t, engines[t.speaker].synthesize(t.text, voices[t.speaker], t.emotion, t.pitch, t.speed))
-              for t in script.turns]
+    voiced = [(t, _voice_turn(engines[t.speaker], t, voices[t.speaker])) for t in script.turns]
     cache: dict[tuple[str, str], Speech] = {}
 
     def backchannel(speaker: str, text: str) -> Speech:
@@ -71,6 +71,13 @@ def voice_script(script: Script, cfg: SynthConfig, rng: np.random.Generator):
         return cache[(speaker, text)]
 
     return voiced, backchannel, voices, backends
+
+
+def _voice_turn(engine, t, voice: str):
+    """A turn's Speech, or one Speech per part for a turn voiced in parts (mid-turn pause, monologue)."""
+    if t.parts is None:
+        return engine.synthesize(t.text, voice, t.emotion, t.pitch, t.speed)
+    return [engine.synthesize(x, voice, t.emotion, t.pitch, t.speed) for x in t.parts]
 
 
 def _event_clip(tag: str, cfg: SynthConfig, rng) -> tuple[np.ndarray, str]:
@@ -139,13 +146,15 @@ def generate_dialogue(index: int, cfg: SynthConfig, seed: int | None = None, *, 
     did not pass and logs the reasons. ``asr`` overrides the Whisper model of ``cfg.qc_asr_path``.
     """
     seed = cfg.seed if seed is None else seed
+    V.check_voices(cfg)  # one line naming a bad voice (cached per config)
     rngs = dialogue_rngs(index, seed)
     script = write_script(index, cfg, rngs["script"], seed)
     voiced, backchannel, voices, backends = voice_script(script, cfg, rngs["voice"])
     ev_clips = {i: _event_clip(t.event, cfg, rngs["scene"]) for i, t in enumerate(script.turns) if t.event}
     reserve = {i: len(c) / SR + EVENT_GAP_S for i, (c, _) in ev_clips.items()}
     mix = assemble(voiced, rngs["duplex"], pause_mean_s=cfg.pause_mean_s, pause_std_s=cfg.pause_std_s,
-                   backchannel_prob=cfg.backchannel_prob, backchannel_tts=backchannel, min_pause_before_s=reserve)
+                   backchannel_prob=cfg.backchannel_prob, backchannel_tts=backchannel, min_pause_before_s=reserve,
+                   behaviours=Behaviours.from_config(cfg))
     main_idx = [k for k, t in enumerate(mix["turns"]) if t["kind"] == "turn"]
     events = {main_idx[i]: clip for i, clip in ev_clips.items()}
     meta_events = add_scene(mix, script, cfg, rngs["scene"], events)
@@ -156,6 +165,7 @@ def generate_dialogue(index: int, cfg: SynthConfig, seed: int | None = None, *, 
             "tts": backends}
     for t in meta["turns"]:
         t["tts"] = backends[t["speaker"]]
+    meta["behaviours"] = count_behaviours(mix["turns"], react_max_s=cfg.interrupt_react_s[1])
     record = {"key": key, "meta": meta, "user": mix["user"], "assistant": mix["assistant"]}
     if asr is None and cfg.qc_max_wer is not None:
         if not cfg.qc_asr_path:
@@ -176,6 +186,8 @@ def _clean_turns(turns: list[dict], voiced) -> list:
             out.append(None)
             continue
         _, sp = next(main)
+        if isinstance(sp, list):  # voiced in parts: ASR hears the parts one after another
+            sp = Speech(wave=np.concatenate([x.wave for x in sp]))
         if t["interrupted"] and t["words"] and sp.words:
             wave_start_s = t["words"][0]["start_s"] - sp.words[0].start_s
             out.append(sp.wave[: int((t["end_s"] - wave_start_s + 0.02) * SR)])

@@ -312,7 +312,9 @@ class PiperTTS:
         n = len(wave) / SAMPLE_RATE_HZ
         for w in words:  # resampling rounds the length by at most a sample
             w.start_s, w.end_s = min(w.start_s, n), min(w.end_s, n)
-        return Speech(wave=wave, words=words, timing="word")
+        phone_s = [(p, round(a / sr, 5), round(b / sr, 5)) for p, a, b in phones if b > a and p.strip()
+                   and p not in _PUNCT]   # one IPA character each (stress and length marks included)
+        return Speech(wave=wave, words=words, timing="word", phones=phone_s)
 
 
 def _is_core(p: str) -> bool:

@@ -41,6 +41,11 @@ class ScriptTurn(BaseModel):
     """A sound heard in the user's room just before this turn starts (tag from the catalogue)."""
     interrupts: bool = False
     """user turns only: starts before the previous assistant turn has finished."""
+    parts: list[str] | None = None
+    """Set by the duplex plan (:func:`plan_turn_shapes`): the turn is voiced in these parts, each on its
+    own, with silence between them; ``" ".join(parts) == text``."""
+    parts_kind: Literal["pause", "monologue"] | None = None
+    """``pause``: a mid-turn pause after a comma; ``monologue``: one sentence per part, with gaps."""
 
     @field_validator("text")
     @classmethod
@@ -49,6 +54,17 @@ class ScriptTurn(BaseModel):
         if not re.search(r"[A-Za-z]", v):
             raise ValueError("text must contain words")
         return v
+
+    @model_validator(mode="after")
+    def _parts(self):
+        if (self.parts is None) != (self.parts_kind is None):
+            raise ValueError("parts and parts_kind go together")
+        if self.parts is not None:
+            if self.speaker != "user" or self.interrupts or len(self.parts) < 2:
+                raise ValueError("only a user turn that does not interrupt can be voiced in >= 2 parts")
+            if " ".join(self.parts) != self.text:
+                raise ValueError(f"parts {self.parts} do not join to the turn's text {self.text!r}")
+        return self
 
 
 class Script(BaseModel):
@@ -265,6 +281,59 @@ def plan_interruptions(script: Script, rng: np.random.Generator, interrupt_prob:
             lead = C.INTERJECTIONS[int(rng.integers(len(C.INTERJECTIONS)))]
             t.text, t.interrupts = f"{lead} {_decap(t.text)}", True
     return script.model_copy(update={"turns": turns})
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
+
+
+def split_for_pause(text: str, rng: np.random.Generator) -> list[str] | None:
+    """``[first, second]``: ``text`` cut at a word boundary, the first part ending with a comma, as
+    ``data_prep.fdb_tasks``' pause-handling clips are (cut after word 2..n-3); None under 5 words."""
+    words = text.split()
+    if len(words) < 5:
+        return None
+    cut = int(rng.integers(2, len(words) - 2))
+    return [" ".join(words[:cut]).rstrip(",.?!;:") + ",", " ".join(words[cut:])]
+
+
+def monologue_sentences(text: str, k: int, hi: int, rng: np.random.Generator) -> list[str]:
+    """``text`` as a monologue of at least ``k`` (at most ``hi``) sentences: its own sentences, plus
+    catalogue sentences (:data:`catalogue.MONOLOGUE_SENTENCES`) inserted before a closing question
+    (appended otherwise); sentences past ``hi`` are merged into the last one."""
+    sents = _SENTENCE_END.split(text)
+    if len(sents) < k:
+        used: set = set()
+        slots = _Slots(rng)
+        extra = [_fill(_draw(rng, C.MONOLOGUE_SENTENCES, used), slots) for _ in range(k - len(sents))]
+        at = len(sents) - 1 if sents[-1].endswith("?") else len(sents)
+        sents = sents[:at] + extra + sents[at:]
+    if len(sents) > hi:
+        sents = sents[:hi - 1] + [" ".join(sents[hi - 1:])]
+    return sents
+
+
+def plan_turn_shapes(script: Script, rng: np.random.Generator, cfg: SynthConfig) -> Script:
+    """Duplex plan, after :func:`plan_interruptions`: each user turn that does not interrupt becomes,
+    with ``synth.mid_turn_pause_prob``, a turn with a mid-turn pause (two parts, the first ending with
+    a comma) or, with ``synth.monologue_prob``, a monologue of ``synth.monologue_sentences`` sentences.
+    The text of such a turn is its parts joined by spaces. Draws nothing when both are 0, so corpora
+    without these behaviours are unchanged."""
+    if cfg.mid_turn_pause_prob <= 0 and cfg.monologue_prob <= 0:
+        return script
+    turns = [t.model_copy() for t in script.turns]
+    lo, hi = cfg.monologue_sentences
+    for t in turns:
+        if t.speaker != "user" or t.interrupts or t.parts is not None:
+            continue
+        u = rng.random()
+        parts, kind = None, None
+        if u < cfg.mid_turn_pause_prob:
+            parts, kind = split_for_pause(t.text, rng), "pause"
+        elif u < cfg.mid_turn_pause_prob + cfg.monologue_prob:
+            parts, kind = monologue_sentences(t.text, int(rng.integers(lo, hi + 1)), hi, rng), "monologue"
+        if parts and len(parts) >= 2:
+            t.text, t.parts, t.parts_kind = " ".join(parts), parts, kind
+    return script.model_copy(update={"turns": [ScriptTurn(**t.model_dump()) for t in turns]})
 
 
 def draw_outline(index: int, cfg: SynthConfig, rng: np.random.Generator) -> tuple[str, int]:

@@ -64,6 +64,8 @@ class Speech:
     wave: np.ndarray
     words: list[Word] = field(default_factory=list)
     timing: str = "word"  # "word" (backend) | "estimated" (from character counts)
+    phones: list[tuple[str, float, float]] = field(default_factory=list)
+    """(IPA phoneme, start_s, end_s) when the backend knows them (espeak-ng, Piper); else empty."""
 
     @property
     def duration_s(self) -> float:
@@ -131,6 +133,7 @@ class EspeakTTS:
     serialised by a lock: use one process per concurrent synthesis."""
 
     RAND_SEED = 1
+    INIT_OPTIONS = 0x0001 | 0x0002  # espeakINITIALIZE_PHONEME_EVENTS | espeakINITIALIZE_PHONEME_IPA: phoneme timings
 
     _lock = threading.Lock()
 
@@ -156,7 +159,7 @@ class EspeakTTS:
         lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
         lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
                                      ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
-        rate = lib.espeak_Initialize(2, 0, self._data_path, 0)
+        rate = lib.espeak_Initialize(2, 0, self._data_path, self.INIT_OPTIONS)
         if rate <= 0:
             raise RuntimeError(f"espeak_Initialize failed (returned {rate}); is espeak-ng-data intact?")
         lib.espeak_SetSynthCallback(self._cb)
@@ -179,6 +182,8 @@ class EspeakTTS:
             ev = events[i]
             if ev.type == 1:  # word
                 self._events.append((ev.text_position, ev.length, ev.audio_position, ev.sample))
+            elif ev.type == 7:  # phoneme (IPA, see INIT_OPTIONS)
+                self._phones.append((bytes(ev.id).split(b"\0")[0].decode("utf-8", "replace"), ev.sample))
             i += 1
         return 0
 
@@ -196,17 +201,30 @@ class EspeakTTS:
                 raise ValueError(f"espeak-ng refused voice {voice!r} (try en, en-us, en+f3, en-us+m3)")
             for pid, key in ((1, "rate"), (2, "volume"), (3, "pitch"), (4, "range"), (7, "wordgap")):
                 self._lib.espeak_SetParameter(pid, params[key], 0)
-            self._chunks, self._events = [], []
+            self._chunks, self._events, self._phones = [], [], []
             err = self._lib.espeak_Synth(raw, len(raw) + 1, 0, 1, 0, 1, None, None)
             if err != 0:
                 raise RuntimeError(f"espeak_Synth failed with code {err}")
             pcm = np.frombuffer(b"".join(self._chunks), dtype=np.int16)
-            events = list(self._events)
+            events, phone_events = list(self._events), list(self._phones)
         wave = _resample(pcm.astype(np.float32) / 32768.0, self.native_rate_hz)
         wave = emotion_cues(wave, emotion)  # glides / tremolo espeak cannot make (shared with Piper)
         words = _words_from_events(text, events, self.native_rate_hz)
         refine_word_ends(wave, words)
-        return Speech(wave=wave, words=words, timing="word")
+        return Speech(wave=wave, words=words, timing="word",
+                      phones=_phones_from_events(phone_events, self.native_rate_hz, len(wave) / SAMPLE_RATE_HZ))
+
+
+def _phones_from_events(events, native_rate_hz: int, duration_s: float) -> list[tuple[str, float, float]]:
+    """espeak phoneme events (IPA name, start sample) -> (phoneme, start_s, end_s); a phoneme ends
+    where the next starts; pauses (empty names) are dropped; zero-length phonemes too."""
+    out = []
+    for k, (name, sample) in enumerate(events):
+        start = min(sample / native_rate_hz, duration_s)
+        end = min(events[k + 1][1] / native_rate_hz, duration_s) if k + 1 < len(events) else duration_s
+        if name.strip() and end > start:
+            out.append((name, round(start, 5), round(end, 5)))
+    return out
 
 
 def _words_from_events(text: str, events, native_rate_hz: int) -> list[Word]:

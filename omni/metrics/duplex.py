@@ -208,3 +208,26 @@ def response_latencies(user_turn_ends_s: list[float], assistant_segments: list[t
         out.update({"latency_p50_s": float(np.percentile(lat, 50)), "latency_p90_s": float(np.percentile(lat, 90)),
                     "latency_mean_s": float(np.mean(lat))})
     return out
+
+
+def talk_back(reply_wave, sample_rate_hz: int, user_end_s: float, *, within_s: float = 1.5,
+              min_voiced_s: float = 1.5) -> dict:
+    """Did the assistant answer one user turn? Scored on the reply audio alone, by Silero VAD
+    (:data:`omni.vad.FDB_SILERO`), on the stream's timeline (the reply's sample 0 = the user
+    audio's sample 0).
+
+    ``voiced_during_user_s``: voiced reply audio before ``user_end_s`` (talking over the user);
+    ``turn_start_after_end_s``: start of the first voiced segment at or after ``user_end_s``,
+    minus ``user_end_s`` (``None`` if it never speaks); ``voiced_reply_s``: voiced seconds after
+    ``user_end_s``. ``answered`` = it starts within ``within_s``, does not speak during the user's
+    turn, and says at least ``min_voiced_s`` - so a silent model, one that speaks throughout, and
+    one that says a blip all fail."""
+    segs = vad.silero_segments(reply_wave, sample_rate_hz, **vad.FDB_SILERO)
+    during = sum(max(0.0, min(b, user_end_s) - a) for a, b in segs if a < user_end_s)
+    after = [(max(a, user_end_s), b) for a, b in segs if b > user_end_s]
+    start = round(after[0][0] - user_end_s, 3) if after else None
+    voiced = round(sum(b - a for a, b in after), 3)
+    return {"user_end_s": round(user_end_s, 3), "turn_start_after_end_s": start,
+            "voiced_during_user_s": round(during, 3), "voiced_reply_s": voiced,
+            "answered": bool(start is not None and start <= within_s and during <= 0.1 and voiced >= min_voiced_s),
+            "goal_within_s": within_s, "goal_min_voiced_s": min_voiced_s}
