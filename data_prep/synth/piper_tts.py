@@ -21,13 +21,14 @@ by a hash of (text, voice, style, ``seed``): the same request always gives the s
 in any order and in any process.
 
 **Voices and style.** Piper has one speaker and no pitch control: a "voice" here is a variant
-of joe (:data:`VOICES`: a pitch shift in semitones, a length scale, the two noise scales), and
-every pitch change (voice, pitch tag, emotion) is one ``librosa.effects.pitch_shift`` of the
-whole utterance (phase vocoder + resampling; length unchanged, so the word timings stay).
-Tempo is Piper's own ``length_scale``; loudness is set from the voiced frames' RMS
-(:data:`REF_DBFS`, the level of espeak-ng's neutral voices) times the style's volume. The
-mapping from OmniChat's style tags is :data:`EMOTION`, :data:`PITCH_SEMITONES`,
-:data:`SPEED_LENGTH` (tabled in docs/data.md).
+of joe (:data:`VOICES`: pitch median, formant shift, pitch range, length scale, the two noise
+scales), and the voice's and the style's pitch (median shift, range factor) are one Praat
+"Change gender" pass (:func:`prosody.change_voice`, pitch-synchronous overlap-add through
+``praat-parselmouth``; the length is kept, so the word timings stay), followed by the cues both
+backends share (:data:`prosody.EMOTION_CUES`: glides, vibrato, tremolo). Tempo is Piper's own
+``length_scale``; loudness is set from the voiced frames' RMS (:data:`REF_DBFS`, the level of
+espeak-ng's neutral voices) times the style's volume. The mapping from OmniChat's style tags is
+:data:`EMOTION`, :data:`PITCH_SEMITONES`, :data:`SPEED_LENGTH` (tabled in docs/data.md).
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .prosody import change_voice, emotion_cues
 from .tts import SAMPLE_RATE_HZ, Speech, Word, _resample
 
 PACKAGE_TTS = "piper-tts"
@@ -57,21 +59,23 @@ class PiperMissing(RuntimeError):
 @dataclass(frozen=True)
 class Variant:
     """A voice made from the one Piper speaker."""
-    semitones: float      # pitch shift (librosa), added to the style's
+    semitones: float      # pitch median shift, added to the style's
+    formant: float        # formant shift ratio (Praat "Change gender"; > 1 shorter vocal tract)
+    range: float          # pitch range factor, multiplies the style's
     length_scale: float   # multiplies the style's length scale (> 1 slower)
-    noise_scale: float    # VITS prior noise (voice quality / F0 variability); joe's default 0.667
+    noise_scale: float    # VITS prior noise (voice quality); joe's default 0.667
     noise_w: float        # duration noise (rhythm variability); joe's default 0.8
 
 
 # The voice family "joe": one neural speaker, varied. Names are what dialogue meta records.
 VOICES: dict[str, Variant] = {
-    "joe": Variant(0.0, 1.00, 0.667, 0.8),
-    "joe-low": Variant(-2.0, 1.04, 0.60, 0.8),
-    "joe-deep": Variant(-4.0, 1.08, 0.55, 0.7),
-    "joe-brisk": Variant(-1.0, 0.90, 0.75, 1.0),
-    "joe-high": Variant(2.0, 0.97, 0.667, 0.9),
-    "joe-bright": Variant(4.0, 0.95, 0.75, 0.9),
-    "joe-soft": Variant(1.0, 1.08, 0.45, 0.6),
+    "joe": Variant(0.0, 1.00, 1.00, 1.00, 0.667, 0.8),
+    "joe-low": Variant(-2.0, 0.95, 0.90, 1.04, 0.60, 0.8),
+    "joe-deep": Variant(-4.0, 0.90, 0.85, 1.08, 0.55, 0.7),
+    "joe-brisk": Variant(-1.0, 1.00, 1.10, 0.90, 0.75, 1.0),
+    "joe-high": Variant(2.0, 1.06, 1.10, 0.97, 0.667, 0.9),
+    "joe-bright": Variant(4.0, 1.12, 1.20, 0.95, 0.75, 0.9),
+    "joe-soft": Variant(1.0, 1.04, 0.80, 1.08, 0.45, 0.6),
 }
 USER_VOICES = ("joe", "joe-low", "joe-deep", "joe-brisk")
 ASSISTANT_VOICES = ("joe-high", "joe-bright", "joe-soft")
@@ -79,24 +83,26 @@ ASSISTANT_VOICES = ("joe-high", "joe-bright", "joe-soft")
 
 @dataclass(frozen=True)
 class EmotionStyle:
-    semitones: float      # pitch shift
-    length: float         # multiplies length_scale (> 1 slower)
+    semitones: float      # pitch median shift
+    range: float          # pitch range factor (espeak's range / 50)
+    length: float         # multiplies length_scale (> 1 slower; 1 / espeak's rate factor)
     volume: float         # multiplies the RMS level
     noise: float          # multiplies noise_scale (the voice's)
     noise_w: float        # multiplies noise_w (the voice's)
     pause_s: float        # silence after each sentence
 
 
-# OmniChat's 7 emotions. Derived from the espeak-ng mapping (tts._EMOTION: rate -> 1/length,
-# pitch units -> ~0.15 semitone each, range -> noise, volume as is); docs/data.md tables both.
+# OmniChat's 7 emotions, the same prosody as the espeak-ng mapping (tts._EMOTION): pitch units ->
+# ~0.15 semitone each, range / 50 -> range factor, rate -> 1 / length, volume as is; plus the cues
+# both backends share (prosody.EMOTION_CUES: glides, tremolo). docs/data.md tables both.
 EMOTION: dict[str, EmotionStyle] = {
-    "neutral": EmotionStyle(0.0, 1.00, 1.00, 1.00, 1.00, 0.20),
-    "happy": EmotionStyle(2.0, 0.91, 1.10, 1.25, 1.10, 0.15),
-    "sad": EmotionStyle(-2.0, 1.25, 0.75, 0.60, 0.70, 0.40),
-    "angry": EmotionStyle(0.5, 0.87, 1.35, 1.35, 1.20, 0.10),
-    "surprised": EmotionStyle(3.5, 0.95, 1.10, 1.40, 1.10, 0.15),
-    "fearful": EmotionStyle(2.5, 0.83, 0.85, 0.70, 1.40, 0.15),
-    "disgusted": EmotionStyle(-1.0, 1.11, 1.00, 1.10, 0.90, 0.30),
+    "neutral": EmotionStyle(0.0, 1.00, 1.00, 1.00, 1.00, 1.00, 0.20),
+    "happy": EmotionStyle(2.5, 1.80, 0.88, 1.10, 1.25, 1.10, 0.15),
+    "sad": EmotionStyle(-2.0, 0.30, 1.25, 0.75, 0.60, 0.70, 0.40),
+    "angry": EmotionStyle(0.5, 1.60, 0.90, 1.60, 1.35, 1.20, 0.10),
+    "surprised": EmotionStyle(3.5, 2.00, 0.95, 1.10, 1.40, 1.10, 0.15),
+    "fearful": EmotionStyle(2.5, 0.60, 0.83, 0.85, 0.70, 1.40, 0.15),
+    "disgusted": EmotionStyle(-1.0, 1.30, 1.11, 1.00, 1.10, 0.90, 0.30),
 }
 PITCH_SEMITONES = {"high": 2.5, "normal": 0.0, "low": -2.5}
 SPEED_LENGTH = {"fast": 1 / 1.30, "normal": 1.0, "slow": 1 / 0.75}
@@ -113,10 +119,11 @@ def synthesis_params(voice: str = "joe", emotion: str = "neutral", pitch: str = 
             raise ValueError(f"unknown {name} {val!r}: choose one of {', '.join(table)}")
     v, e = VOICES[voice], EMOTION[emotion]
     return {"semitones": round(v.semitones + e.semitones + PITCH_SEMITONES[pitch], 4),
+            "range": round(v.range * e.range, 4), "formant": v.formant,
             "length_scale": round(v.length_scale * e.length * SPEED_LENGTH[speed], 4),
             "noise_scale": round(v.noise_scale * e.noise, 4),
             "noise_w": round(v.noise_w * e.noise_w, 4),
-            "volume": e.volume, "sentence_silence_s": e.pause_s}
+            "volume": e.volume, "sentence_silence_s": e.pause_s, "emotion": emotion}
 
 
 def _import_piper():
@@ -315,28 +322,26 @@ def _is_core(p: str) -> bool:
 
 
 def _post(wave: np.ndarray, params: dict) -> np.ndarray:
-    """Pitch shift (librosa phase vocoder + soxr, length kept), then the style's level."""
-    if abs(params["semitones"]) > 1e-6:
-        import librosa
-        n = len(wave)
-        wave = librosa.effects.pitch_shift(wave, sr=SAMPLE_RATE_HZ, n_steps=params["semitones"],
-                                           n_fft=1024, hop_length=256, res_type="soxr_hq")[:n].astype(np.float32)
+    """Voice and style pitch (Praat "Change gender": median, range, formants), the emotion's shared
+    cues (:func:`prosody.emotion_cues`), then the style's level. The length never changes."""
+    wave = change_voice(wave, params["semitones"], params["range"], params["formant"])
+    wave = emotion_cues(wave, params["emotion"])
     return set_level(wave, REF_DBFS + 20 * np.log10(params["volume"]))
 
 
-def set_level(wave: np.ndarray, dbfs: float, frame: int = 160, peak: float = 0.98) -> np.ndarray:
-    """Scale so that frames within 30 dB of the loudest have RMS ``dbfs``; peaks are capped at ``peak``."""
+def set_level(wave: np.ndarray, dbfs: float, frame: int = 160, knee: float = 0.7) -> np.ndarray:
+    """Scale so that frames within 30 dB of the loudest have RMS ``dbfs``; samples beyond ``knee``
+    are compressed smoothly towards 1 (tanh), so loud styles stay loud without clipping."""
     n = len(wave) // frame
     if n == 0:
         return wave
     e = np.sqrt(np.mean(wave[: n * frame].reshape(n, frame).astype(np.float64) ** 2, axis=1) + 1e-20)
     voiced = e > e.max() * 10 ** (-30 / 20)
     rms = float(np.sqrt(np.mean(e[voiced] ** 2)))
-    gain = 10 ** (dbfs / 20) / max(rms, 1e-9)
-    top = float(np.abs(wave).max()) * gain
-    if top > peak:
-        gain *= peak / top
-    return (wave * gain).astype(np.float32)
+    y = wave.astype(np.float64) * (10 ** (dbfs / 20) / max(rms, 1e-9))
+    over = np.abs(y) > knee
+    y[over] = np.sign(y[over]) * (knee + (0.99 - knee) * np.tanh((np.abs(y[over]) - knee) / (0.99 - knee)))
+    return y.astype(np.float32)
 
 
 def align_words(text: str, phones: list[tuple[str, int, int]], word_core, sr: int) -> list[Word]:

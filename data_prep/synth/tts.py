@@ -5,7 +5,8 @@ All return a :class:`Speech`: 16 kHz mono float32 plus per-word timings (exact f
 from its word events, for Piper from its phoneme durations; estimated from character counts over
 the voiced region for HTTP TTS).
 Style (emotion / pitch / speed, the 7/3/3 classes of OmniChat) maps to espeak's pitch, range,
-rate, volume and word gap.
+rate, volume and word gap, plus the cues both backends share (:data:`prosody.EMOTION_CUES`:
+rising / falling glides, a trembling voice), made by Praat on espeak's output.
 
 espeak-ng keeps global state: one engine per process. :func:`get_tts` returns a lazily built,
 process-wide instance so that a Ray worker that calls ``generate_dialogue`` many times
@@ -25,6 +26,8 @@ import urllib.request
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from .prosody import emotion_cues
 
 SAMPLE_RATE_HZ = 16000
 _WORD_RE = re.compile(r"\S+")
@@ -205,6 +208,7 @@ class EspeakTTS:
             pcm = np.frombuffer(b"".join(self._chunks), dtype=np.int16)
             events, phone_events = list(self._events), list(self._phones)
         wave = _resample(pcm.astype(np.float32) / 32768.0, self.native_rate_hz)
+        wave = emotion_cues(wave, emotion)  # glides / tremolo espeak cannot make (shared with Piper)
         words = _words_from_events(text, events, self.native_rate_hz)
         refine_word_ends(wave, words)
         return Speech(wave=wave, words=words, timing="word",

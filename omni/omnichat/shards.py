@@ -1,5 +1,8 @@
-"""The one place where ``omni.omnichat`` reads the shard format (stream of records, manifest):
-the library's own reader, :mod:`omni.shards`, plus a stream mixed by source weights."""
+"""The one place where ``omni.omnichat`` reads the shard format (stream of records, manifest).
+
+The shard reader lives in :mod:`omni.shards` (issue 20: ``omni`` must not import ``data_prep``;
+``data_prep.reader`` is only a re-export of it). Every OmniChat use of it goes through this module.
+"""
 from __future__ import annotations
 
 from collections.abc import Iterator
