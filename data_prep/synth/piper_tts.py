@@ -286,7 +286,9 @@ class PiperTTS:
         if not text.strip():
             raise ValueError("cannot synthesise empty text")
         params = synthesis_params(voice, emotion, pitch, speed)
-        key = hashlib.sha256(f"{self.model_path}|{text}|{voice}|{emotion}|{pitch}|{speed}|{seed}".encode()).digest()
+        # the voice file's name, not its path: the same request gives the same audio on every install
+        key = hashlib.sha256(f"{Path(self.model_path).name}|{text}|{voice}|{emotion}|{pitch}|{speed}|{seed}"
+                             .encode()).digest()
         base_seed = int.from_bytes(key[:8], "little")
         sr = self.native_rate_hz
         chunks, phones = [], []  # phones: (phoneme, start sample, end sample) on the utterance timeline
